@@ -1,0 +1,5 @@
+"""``python -m robustlens`` (used by ``torchrun ... -m robustlens train``)."""
+
+from .cli import app
+
+app()

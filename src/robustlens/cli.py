@@ -1,0 +1,12 @@
+"""The ``robustlens`` command line. Each command lives in ``robustlens/commands/<group>.py``."""
+
+from __future__ import annotations
+
+from .commands import basic  # noqa: F401  (registers commands)
+from .commands.app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""CLI commands, one module per command group; each registers itself on :data:`robustlens.commands.app.app`."""

@@ -1,0 +1,27 @@
+"""Errors and warnings robustlens raises. Every message says what is wrong and what to do."""
+
+from __future__ import annotations
+
+
+class RobustLensError(ValueError):
+    """Bad input or settings given to robustlens (a ``ValueError``, so generic handlers still catch it)."""
+
+
+class InputError(RobustLensError):
+    """The input tensor does not fit the classifier: shape, dtype, NaN/Inf, or values outside the bounds."""
+
+
+class LabelError(RobustLensError):
+    """Labels out of range, of the wrong length or of a non-integer dtype."""
+
+
+class ConfigError(RobustLensError):
+    """An invalid setting: a negative eps, an unknown norm, a mismatched state directory."""
+
+
+class UnsafeLoadError(RobustLensError):
+    """A checkpoint that needs arbitrary pickle execution was refused (pass the explicit unsafe flag to allow)."""
+
+
+class RobustLensWarning(UserWarning):
+    """Something looks wrong but robustlens can proceed (probabilities instead of logits, a model in train mode)."""
