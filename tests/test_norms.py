@@ -35,8 +35,15 @@ def test_projection_lands_in_ball_and_is_nearest(p):
     assert bool((lp_norm(proj, p) <= 0.7 + 1e-5).all())
     for i in range(3):  # compare with a generic constrained solver
         x0 = d[i].double().numpy()
-        cons = {"type": "ineq", "fun": lambda v: 0.7 - (abs(v).max() if p == INF else (abs(v) ** p).sum() ** (1 / p))}
-        best = minimize(lambda v: ((v - x0) ** 2).sum(), proj[i].double().numpy() * 0.9, constraints=[cons])
+
+        def radius_left(v):
+            return 0.7 - (abs(v).max() if p == INF else (abs(v) ** p).sum() ** (1 / p))
+
+        def sq_dist(v, x0=x0):
+            return ((v - x0) ** 2).sum()
+
+        cons = {"type": "ineq", "fun": radius_left}
+        best = minimize(sq_dist, proj[i].double().numpy() * 0.9, constraints=[cons])
         assert ((proj[i].double().numpy() - x0) ** 2).sum() <= best.fun + 1e-4
 
 

@@ -347,9 +347,9 @@ class Classifier:
         return self.logits(x, batch_size=batch_size, validate=validate).argmax(1)
 
     def accuracy(self, x: Tensor, y: Tensor, *, batch_size: int | None = None) -> float:
-        x, y = self.validate(x, y)
-        assert y is not None
-        return float((self.predict(x, batch_size=batch_size, validate=False) == y).float().mean())
+        x, yv = self.validate(x, y)
+        assert yv is not None
+        return float((self.predict(x, batch_size=batch_size, validate=False) == yv).float().mean())
 
     def value_and_grad(
         self, x: Tensor, fn: Callable[[Tensor], Tensor]
@@ -381,15 +381,20 @@ class Classifier:
         ``loss`` is ``"ce"`` (cross-entropy, eq. 2), ``"margin"`` (max other logit minus the true logit, positive
         when misclassified) or a callable ``(logits, y) -> per-sample loss``.
         """
+        labels: Tensor | None = y
         if validate:
-            x, y = self.validate(x, y)
-        assert y is not None
+            x, labels = self.validate(x, y)
+        assert labels is not None
         fn = resolve_loss(loss)
         losses, grads = [], []
         with self.analysis_mode():
             for s in self._chunks(x.shape[0], batch_size):
-                ys = y[s]
-                v, _, g = self.value_and_grad(x[s], lambda z, ys=ys: fn(z, ys))
+                ys = labels[s]
+
+                def chunk_loss(z: Tensor, ys: Tensor = ys) -> Tensor:
+                    return fn(z, ys)
+
+                v, _, g = self.value_and_grad(x[s], chunk_loss)
                 losses.append(v)
                 grads.append(g)
         return torch.cat(losses), torch.cat(grads)

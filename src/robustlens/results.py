@@ -134,7 +134,7 @@ class Result:
         npz_path = path.with_suffix(".npz")
         if arrays:
             buf = io.BytesIO()
-            np.savez_compressed(buf, **arrays)
+            np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
             atomic_write_bytes(npz_path, buf.getvalue())
             payload["arrays"] = npz_path.name
         atomic_write_bytes(path, json.dumps(payload, indent=2).encode())

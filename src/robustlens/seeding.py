@@ -66,7 +66,7 @@ class SampleRNG:
         for idx in self.indices:
             g = generator(self.seed, idx, *key)
             if fn == "randint":
-                out.append(torch.randint(int(kw["high"]), tuple(shape), generator=g))  # type: ignore[arg-type]
+                out.append(torch.randint(int(kw["high"]), tuple(shape), generator=g))  # type: ignore[call-overload]
             else:
                 out.append(getattr(torch, fn)(tuple(shape), generator=g))
         if not out:
