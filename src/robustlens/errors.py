@@ -23,5 +23,13 @@ class UnsafeLoadError(RobustLensError):
     """A checkpoint that needs arbitrary pickle execution was refused (pass the explicit unsafe flag to allow)."""
 
 
+class CorruptFileError(RobustLensError):
+    """A data or model file is truncated, corrupt or fails its checksum (delete it and fetch it again)."""
+
+
+class MissingDependencyError(ImportError):
+    """An optional package needed by the requested feature is not installed (the message names it)."""
+
+
 class RobustLensWarning(UserWarning):
     """Something looks wrong but robustlens can proceed (probabilities instead of logits, a model in train mode)."""
