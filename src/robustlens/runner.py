@@ -1,0 +1,470 @@
+"""The evaluation runner: one loop over a dataset that checkpoints, resumes and shards.
+
+Long robustness evaluations (an attack on 10,000 test images, randomized-smoothing certification with 100,000
+noise draws per image) run for hours. :func:`run_evaluation` makes them safe to interrupt:
+
+- the data are processed in batches (with a tqdm bar); after each batch its per-sample results are written
+  atomically (temporary file + rename, :func:`robustlens.results.atomic_write_bytes`) to ``state_dir``;
+- ``resume=True`` skips the finished batches after checking that the run's *fingerprint* (model weights hash,
+  the caller's configuration such as attack settings, the data and index hashes, the seed, the batch size) matches
+  the one recorded in the state directory, and refuses with a :class:`~robustlens.errors.ConfigError` otherwise;
+- under ``torch.distributed`` (e.g. launched by ``torchrun``) each rank takes a disjoint set of batches
+  (batch ``b`` goes to rank ``b % world_size``) and rank 0 merges them in dataset order;
+- the function receives each sample's *dataset index*, so per-sample random streams
+  (:class:`robustlens.seeding.SampleRNG`, the ``indices=`` argument of attacks) make the merged result independent
+  of the batch size, the number of shards and the resume point.
+
+A write that fails (a full disk) raises :class:`StorageError` naming the folder and what to do; the batches written
+before it are left intact and a later ``resume=True`` continues from them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import io
+import json
+import os
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .classifier import Classifier
+from .errors import ConfigError, InputError, RobustLensError, RobustLensWarning
+from .results import Result, atomic_write_bytes
+
+STATE_VERSION = 1
+MANIFEST = "manifest.json"
+_BATCH_RE = re.compile(r"^batch_(\d{6})\.npz$")
+_INDEX_KEY = "__indices__"
+
+BatchFn = Callable[[Tensor, "Tensor | None", Tensor], "Mapping[str, Tensor] | Result"]
+
+
+class StorageError(RobustLensError):
+    """Results could not be written to the state directory (a full disk, a read-only folder...)."""
+
+
+# ---------------------------------------------------------------------------------------------- hashing
+def _hash_tensor(h: Any, t: Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    if t.numel():
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def model_hash(model: nn.Module | Classifier) -> str:
+    """A hex digest of a model's state dict (names, dtypes, shapes and values of every parameter and buffer).
+
+    Two models with the same weights have the same hash in every process; used to refuse resuming an evaluation
+    with a different model.
+    """
+    if isinstance(model, Classifier):
+        extra = (model.bounds, None if model.mean is None else model.mean.tolist(),
+                 None if model.std is None else model.std.tolist())
+        model = model.model
+    else:
+        extra = None
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(extra).encode())
+    for name, value in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        if isinstance(value, Tensor):
+            _hash_tensor(h, value)
+        else:
+            h.update(repr(value).encode())
+    return h.hexdigest()
+
+
+def tensor_hash(*tensors: Tensor | None) -> str:
+    """A hex digest of the dtypes, shapes and bytes of tensors (``None`` allowed)."""
+    h = hashlib.blake2b(digest_size=16)
+    for t in tensors:
+        if t is None:
+            h.update(b"None")
+        else:
+            _hash_tensor(h, t)
+    return h.hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    """A JSON-ready canonical form of a configuration value (floats exact, tensors as lists, objects by repr)."""
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float):
+        return value if np.isfinite(value) else repr(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return repr(value)
+
+
+# ---------------------------------------------------------------------------------------------- data
+def _as_tensors(data: Any) -> tuple[Tensor, Tensor | None]:
+    """Accept ``(x, y)``, ``x`` alone, a dict with ``x``/``y``, an object with ``.x``/``.y`` or a map-style dataset."""
+    x: Any
+    y: Any = None
+    if isinstance(data, Tensor):
+        x = data
+    elif isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor):
+        x, y = data
+    elif isinstance(data, Mapping) and "x" in data:
+        x, y = data["x"], data.get("y")
+    elif hasattr(data, "x"):
+        x, y = data.x, getattr(data, "y", None)
+    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        if len(data) == 0:
+            raise InputError("the dataset is empty: nothing to evaluate; check the split and any filters applied")
+        items = [data[i] for i in range(len(data))]
+        if isinstance(items[0], (tuple, list)):
+            x = torch.stack([torch.as_tensor(it[0]) for it in items])
+            y = torch.as_tensor([int(it[1]) for it in items])
+        else:
+            x = torch.stack([torch.as_tensor(it) for it in items])
+    else:
+        raise InputError(
+            f"cannot read inputs from a {type(data).__name__}; pass (x, y) tensors, a dict with 'x' and 'y', "
+            "an object with .x and .y, or a map-style dataset of (x, y) pairs"
+        )
+    if not isinstance(x, Tensor):
+        x = torch.as_tensor(x)
+    if y is not None and not isinstance(y, Tensor):
+        y = torch.as_tensor(y)
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise InputError("the dataset is empty: nothing to evaluate; check the split and any filters applied")
+    if y is not None and (y.ndim == 0 or y.shape[0] != x.shape[0]):
+        raise InputError(
+            f"the dataset has {x.shape[0]} inputs but {y.shape[0] if y.ndim else 'a scalar'} labels; "
+            "pass one label per input"
+        )
+    return x, y
+
+
+# ---------------------------------------------------------------------------------------------- distributed
+def _dist_info() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+# ---------------------------------------------------------------------------------------------- results
+@dataclass
+class EvaluationResult(Result):
+    """Per-sample outputs of :func:`run_evaluation`, merged in dataset order.
+
+    Attributes:
+        outputs: each key the function returned, concatenated over batches (first dimension = samples).
+        indices: the dataset index of each row.
+        config: the caller's configuration.
+        fingerprint: the full fingerprint the state directory was checked against (hashes, seed, batch size).
+    """
+
+    outputs: dict[str, Tensor]
+    indices: Tensor
+    config: dict[str, Any] = field(default_factory=dict)
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Tensor:
+        return self.outputs[key]
+
+
+def _per_sample(out: Mapping[str, Tensor] | Result, n: int) -> dict[str, Tensor]:
+    """The per-sample tensors of a function's output: every tensor (field) whose first dimension is ``n``."""
+    if isinstance(out, Result):
+        items = [(f.name, getattr(out, f.name)) for f in dataclasses.fields(out)]
+        found = {k: v for k, v in items if isinstance(v, Tensor) and v.ndim >= 1 and v.shape[0] == n}
+        if not found:
+            raise ConfigError(
+                f"the evaluation function returned a {type(out).__name__} without per-sample tensors "
+                f"(first dimension {n}); return a dict of per-sample tensors instead"
+            )
+        return {k: v.detach().cpu() for k, v in found.items()}
+    if not isinstance(out, Mapping):
+        raise ConfigError(
+            f"the evaluation function must return a dict of per-sample tensors or a Result, got {type(out).__name__}"
+        )
+    clean: dict[str, Tensor] = {}
+    for k, v in out.items():
+        if not isinstance(k, str) or k.startswith("__"):
+            raise ConfigError(f"output names must be strings not starting with '__', got {k!r}")
+        t = torch.as_tensor(v)
+        if t.ndim == 0 or t.shape[0] != n:
+            raise ConfigError(
+                f"output {k!r} has shape {tuple(t.shape)} but the batch has {n} samples; "
+                "return one row per sample (first dimension = batch size)"
+            )
+        clean[k] = t.detach().cpu()
+    return clean
+
+
+def _encode_batch(outputs: dict[str, Tensor], indices: Tensor) -> bytes:
+    arrays: dict[str, np.ndarray] = {_INDEX_KEY: indices.numpy()}
+    for k, v in outputs.items():
+        if v.dtype == torch.bfloat16:
+            v = v.float()
+        arrays[k] = v.numpy()
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def _read_batch(path: Path) -> tuple[dict[str, Tensor], Tensor]:
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
+    return {k: v for k, v in arrays.items() if k != _INDEX_KEY}, arrays[_INDEX_KEY]
+
+
+def _write(path: Path, data: bytes, done: int, state_dir: Path) -> None:
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as e:
+        what = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise StorageError(
+            f"could not write evaluation results to {path} ({what}). The {done} batch(es) finished before are "
+            f"kept intact in {state_dir}: free some space (or choose another state_dir) and rerun with "
+            "resume=True to continue"
+        ) from e
+
+
+def _diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k, "<missing>"), new.get(k, "<missing>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += _diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            sa, sb = json.dumps(a)[:60], json.dumps(b)[:60]
+            out.append(f"{prefix}{k}: {sa} in the state directory, {sb} now")
+    return out
+
+
+def _prepare_state(state_dir: Path, fingerprint: dict[str, Any], resume: bool, overwrite: bool, rank: int) -> None:
+    manifest = state_dir / MANIFEST
+    if rank == 0:
+        if state_dir.exists() and not state_dir.is_dir():
+            raise ConfigError(f"state_dir {state_dir} exists and is not a folder; choose a folder path")
+        existing = sorted(p for p in state_dir.glob("*") if _BATCH_RE.match(p.name)) if state_dir.is_dir() else []
+        has_manifest = manifest.exists()
+        if overwrite:
+            for p in existing:
+                p.unlink()
+            for p in (manifest, state_dir / "result.json", state_dir / "result.npz"):
+                if p.exists():
+                    p.unlink()
+            has_manifest, existing = False, []
+        if has_manifest and not resume:
+            raise ConfigError(
+                f"the state directory {state_dir} already holds an evaluation; pass resume=True to continue it, "
+                "overwrite=True to discard it, or choose another state_dir"
+            )
+        if existing and not has_manifest:
+            raise ConfigError(
+                f"the state directory {state_dir} holds batch files but no {MANIFEST}; it was not written by "
+                "run_evaluation or was damaged: choose an empty state_dir or pass overwrite=True"
+            )
+        if not has_manifest:
+            payload = {"state_version": STATE_VERSION, "fingerprint": fingerprint}
+            _write(manifest, json.dumps(payload, indent=2, sort_keys=True).encode(), 0, state_dir)
+    _barrier()
+    try:
+        payload = json.loads(manifest.read_text())
+        old = payload["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(
+            f"{manifest} is unreadable or not a robustlens evaluation manifest ({e}); "
+            "choose an empty state_dir or pass overwrite=True"
+        ) from e
+    if old != fingerprint:
+        diffs = _diff(old, fingerprint)
+        raise ConfigError(
+            f"the state directory {state_dir} belongs to another evaluation and cannot be resumed with these "
+            "settings:\n  " + "\n  ".join(diffs or ["(fingerprint differs)"])
+            + "\nUse the original settings, another state_dir, or overwrite=True to start afresh"
+        )
+
+
+# ---------------------------------------------------------------------------------------------- runner
+def run_evaluation(
+    fn: BatchFn,
+    data: Any,
+    *,
+    state_dir: str | os.PathLike[str] | None = None,
+    batch_size: int = 128,
+    config: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    model: nn.Module | Classifier | None = None,
+    indices: Tensor | Sequence[int] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    desc: str = "evaluating",
+) -> EvaluationResult:
+    """Apply ``fn`` to a dataset batch by batch, checkpointing every batch; resumable and shardable.
+
+    Args:
+        fn: ``fn(batch_x, batch_y, batch_indices)`` returning a dict of per-sample tensors (first dimension the
+            batch size) or a :class:`~robustlens.results.Result` whose per-sample tensor fields are kept.
+            ``batch_indices`` are dataset indices: pass them to attacks (``indices=``) or
+            :class:`~robustlens.seeding.SampleRNG` so that random draws do not depend on batching.
+        data: ``(x, y)`` tensors, ``x`` alone, a dict or object with ``x``/``y``, or a map-style dataset.
+        state_dir: folder for the per-batch checkpoints (``batch_NNNNNN.npz``), the ``manifest.json`` fingerprint
+            and the merged ``result.json``. ``None`` keeps everything in memory (no resume).
+        batch_size: samples per batch (part of the fingerprint: batch files are only reusable with it).
+        config: the settings that determine the results (attack name and parameters...), recorded and checked.
+        seed: the evaluation's seed, recorded and checked (``fn`` should use it with the batch indices).
+        model: the model (or Classifier) evaluated; its weights hash is recorded and checked.
+        indices: the subset of dataset indices to evaluate (default: all), in the order given.
+        resume: continue the evaluation recorded in ``state_dir``, skipping finished batches.
+        overwrite: discard what ``state_dir`` holds and start afresh.
+        progress: show a tqdm bar (rank 0 only).
+        desc: the bar's label.
+
+    Returns:
+        An :class:`EvaluationResult` with every output concatenated in the order of ``indices`` (on every rank).
+
+    Raises:
+        ConfigError: a state directory from another evaluation, or an existing one without ``resume``.
+        StorageError: writing a batch failed (e.g. a full disk); earlier batches stay intact.
+    """
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    x, y = _as_tensors(data)
+    n_total = x.shape[0]
+    if indices is None:
+        idx = torch.arange(n_total)
+    else:
+        idx = torch.as_tensor(indices).long().flatten()
+        if idx.numel() == 0:
+            raise InputError("indices is empty: nothing to evaluate")
+        if int(idx.min()) < 0 or int(idx.max()) >= n_total:
+            raise InputError(f"indices must lie in [0, {n_total}) for a dataset of {n_total} samples")
+        if torch.unique(idx).numel() != idx.numel():
+            raise InputError("indices contain duplicates; each sample can be evaluated once per run")
+    n = idx.numel()
+    num_batches = (n + batch_size - 1) // batch_size
+    config_c = _canonical(dict(config or {}))
+    fingerprint: dict[str, Any] = {
+        "config": config_c,
+        "seed": int(seed),
+        "batch_size": int(batch_size),
+        "num_samples": int(n),
+        "indices_hash": tensor_hash(idx),
+        "data_hash": tensor_hash(x[idx], None if y is None else y[idx]),
+        "model_hash": None if model is None else model_hash(model),
+    }
+    rank, world = _dist_info()
+    sdir = Path(state_dir) if state_dir is not None else None
+    if sdir is not None:
+        if rank == 0:
+            try:
+                sdir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StorageError(f"cannot create the state directory {sdir}: {e}; choose a writable folder") from e
+        _prepare_state(sdir, fingerprint, resume, overwrite, rank)
+
+    mine = [b for b in range(num_batches) if b % world == rank]
+    done_here: dict[int, tuple[dict[str, Tensor], Tensor]] = {}
+    todo = []
+    for b in mine:
+        path = None if sdir is None else sdir / f"batch_{b:06d}.npz"
+        if path is not None and path.exists():
+            expect = idx[b * batch_size:(b + 1) * batch_size]
+            try:
+                outs, got = _read_batch(path)
+                if torch.equal(got, expect):
+                    continue
+            except (OSError, ValueError, KeyError):
+                pass
+            warnings.warn(f"{path} is damaged or does not match its batch; recomputing it",
+                          RobustLensWarning, stacklevel=2)
+        todo.append(b)
+    finished = len(mine) - len(todo)
+    bar = tqdm(total=len(mine), initial=finished, desc=desc, unit="batch", disable=not progress or rank != 0)
+    try:
+        for b in todo:
+            bi = idx[b * batch_size:(b + 1) * batch_size]
+            bx = x[bi]
+            by = None if y is None else y[bi]
+            outs = _per_sample(fn(bx, by, bi.clone()), bi.numel())
+            if sdir is not None:
+                _write(sdir / f"batch_{b:06d}.npz", _encode_batch(outs, bi), finished, sdir)
+            else:
+                done_here[b] = (outs, bi)
+            finished += 1
+            bar.update(1)
+    finally:
+        bar.close()
+
+    # ---- merge (rank 0), then share the merged result
+    result: EvaluationResult | None = None
+    if sdir is not None:
+        _barrier()
+        if rank == 0:
+            parts = [_read_batch(sdir / f"batch_{b:06d}.npz") for b in range(num_batches)]
+            result = _merge(parts, dict(config or {}), fingerprint)
+            try:
+                result.save(sdir / "result.json")
+            except OSError as e:
+                raise StorageError(
+                    f"could not write the merged result to {sdir} ({e.strerror or e}); the batch files are "
+                    "intact: free space and rerun with resume=True"
+                ) from e
+        _barrier()
+        if result is None:
+            result = EvaluationResult.load(sdir / "result.json")
+        return result
+    parts_local = [done_here[b] for b in mine]
+    if world > 1:
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, {b: done_here[b] for b in mine})
+        merged: dict[int, tuple[dict[str, Tensor], Tensor]] = {}
+        for g in gathered:
+            merged.update(g)
+        parts_local = [merged[b] for b in range(num_batches)]
+    return _merge(parts_local, dict(config or {}), fingerprint)
+
+
+def _merge(
+    parts: list[tuple[dict[str, Tensor], Tensor]], config: dict[str, Any], fingerprint: dict[str, Any]
+) -> EvaluationResult:
+    keys = list(parts[0][0])
+    for outs, _ in parts:
+        if list(outs) != keys:
+            raise ConfigError(
+                f"the evaluation function returned different outputs in different batches ({keys} vs "
+                f"{list(outs)}); return the same keys for every batch"
+            )
+    outputs = {k: torch.cat([p[0][k] for p in parts]) for k in keys}
+    indices = torch.cat([p[1] for p in parts])
+    return EvaluationResult(outputs=outputs, indices=indices, config=_canonical(config), fingerprint=fingerprint)
+
+
+__all__ = ["EvaluationResult", "StorageError", "model_hash", "run_evaluation", "tensor_hash"]
