@@ -1,0 +1,163 @@
+"""Minimal-norm attacks (paper eq. 8-9) against closed forms on affine classifiers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from models import Affine, affine_distance
+
+from robustlens.attacks.deepfool import DeepFool
+from robustlens.attacks.norms import dual, lp_norm
+from robustlens.classifier import Classifier
+from robustlens.errors import ConfigError
+
+INF = math.inf
+
+
+def affine_clf(d: int, c: int, seed: int = 0, bounds: tuple[float, float] = (-1e3, 1e3)) -> tuple[Affine, Classifier]:
+    m = Affine(d, c, seed=seed)
+    return m, Classifier(m, bounds=bounds)
+
+
+def nearest_hyperplane_is_boundary(m: Affine, x: torch.Tensor, p: float) -> torch.Tensor:
+    """Samples whose nearest hyperplane point (pushed 0.1% further) is misclassified: there the hyperplane distance
+    is the exact distance to the decision region's boundary (it is only a lower bound elsewhere)."""
+    q = dual(p)
+    z = x @ m.W.T + m.b
+    c = z.argmax(1)
+    diffs = m.W[c][:, None, :] - m.W[None, :, :]
+    f = z.gather(1, c[:, None]) - z
+    wn = lp_norm(diffs.flatten(0, 1), q).view(f.shape)
+    dist = (f / wn.clamp_min(1e-12)).scatter(1, c[:, None], INF)
+    k = dist.argmin(1)
+    from robustlens.attacks.norms import minimal_linear_step
+
+    w = m.W[k] - m.W[c]
+    r = minimal_linear_step(w, f.gather(1, k[:, None]).squeeze(1) * 1.001, p)
+    return (x + r) @ m.W.T + m.b
+
+
+@pytest.mark.parametrize("p", [2, INF, 1, 3])
+@pytest.mark.parametrize("d", [2, 100, 3072])
+def test_deepfool_binary_affine_exact(p: float, d: int) -> None:
+    m, clf = affine_clf(d, 2, seed=d)
+    x = torch.randn(32, d)
+    res = DeepFool(norm=p, clip=False)(clf, x)
+    exact = affine_distance(m, x, dual(p))
+    assert bool(res.success.all())
+    torch.testing.assert_close(res.norm / 1.02, exact, rtol=1e-3, atol=0)
+
+
+@pytest.mark.parametrize("p", [2, INF])
+def test_deepfool_multiclass_affine(p: float) -> None:
+    m, clf = affine_clf(3072, 10, seed=3)
+    x = torch.randn(64, 3072)
+    res = DeepFool(norm=p, candidates=None, clip=False)(clf, x)
+    exact = affine_distance(m, x, dual(p))
+    assert bool(res.success.all())
+    # never below the nearest hyperplane (a lower bound on the distance) ...
+    assert bool((res.norm / 1.02 >= exact * (1 - 1e-4)).all())
+    # ... and equal to it wherever that hyperplane point lies on the region's boundary
+    valid = nearest_hyperplane_is_boundary(m, x, p).argmax(1) != (x @ m.W.T + m.b).argmax(1)
+    assert valid.float().mean() > 0.8
+    torch.testing.assert_close(res.norm[valid] / 1.02, exact[valid], rtol=1e-3, atol=0)
+
+
+def test_deepfool_finished_samples_cost_nothing() -> None:
+    m, clf = affine_clf(50, 2, seed=1)
+    x = torch.randn(40, 50)
+    y = clf.predict(x)
+    y[:15] = 1 - y[:15]  # 15 samples already misclassified: adversarial at the start
+    res = DeepFool(norm=2, clip=False)(clf, x, y)
+    assert bool(res.success.all())
+    assert bool((res.norm[:15] == 0).all())
+    # a linear binary model needs one linearisation per attacked sample: 25 backward passes in all
+    assert res.queries["backward"] == 25
+
+
+def test_deepfool_candidates_limit_backward_passes() -> None:
+    m, clf = affine_clf(30, 10, seed=2)
+    x = torch.randn(20, 30)
+    full = DeepFool(norm=2, candidates=None, clip=False)(clf, x)
+    one = DeepFool(norm=2, candidates=1, clip=False)(clf, x)
+    iters_one = one.queries["backward"]  # one candidate: one backward per sample and iteration
+    assert full.queries["backward"] >= 9 * 20
+    assert iters_one < full.queries["backward"] / 3
+    assert bool(one.success.all())
+
+
+def box_qp_distance(w: torch.Tensor, f: torch.Tensor, x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """min ||r||_2 s.t. <w, r> = -f, lo <= x + r <= hi, per sample.
+
+    KKT: r = clip(lam w, lo - x, hi - x), with lam found by bisection."""
+    a, b = torch.zeros_like(f), torch.full_like(f, 1e6)
+    for _ in range(200):
+        lam = (a + b) / 2
+        r = torch.maximum(torch.minimum(lam[:, None] * w, hi - x), lo - x)
+        reach = (w * r).sum(1) >= -f
+        b = torch.where(reach, lam, b)
+        a = torch.where(reach, a, lam)
+    r = torch.maximum(torch.minimum(b[:, None] * w, hi - x), lo - x)
+    return r.norm(dim=1)
+
+
+def test_deepfool_box_aware_matches_box_constrained_optimum() -> None:
+    torch.manual_seed(0)
+    d = 200
+    m, clf = affine_clf(d, 2, seed=5, bounds=(0.0, 1.0))
+    x = (torch.rand(30, d) > 0.7).float()  # binary images: every pixel sits at a bound
+    z = x @ m.W.T + m.b
+    c = z.argmax(1)
+    w = m.W[1 - c] - m.W[c]  # direction that increases the other logit minus the predicted one
+    f = z.gather(1, (1 - c)[:, None]).squeeze(1) - z.gather(1, c[:, None]).squeeze(1)
+    opt = box_qp_distance(w, f, x, 0.0, 1.0)
+    res = DeepFool(norm=2)(clf, x)
+    assert bool(res.success.all())
+    adv = res.adversarial
+    assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
+    assert bool((res.norm >= opt * (1 - 1e-4)).all())  # the optimum is a lower bound...
+    assert bool((res.norm <= opt * 1.02 * 1.01).all())  # ...that the box-aware steps reach (up to the overshoot)
+    assert res.queries["backward"] == x.shape[0]  # one box-aware linearisation per sample is exact here
+    plain = DeepFool(norm=2, box_aware=False)(clf, x)  # clipping the plain step needs many more iterations
+    assert plain.queries["backward"] > 5 * x.shape[0]
+
+
+def test_deepfool_targeted_reaches_target() -> None:
+    m, clf = affine_clf(40, 6, seed=4)
+    x = torch.randn(24, 40)
+    y = clf.predict(x)
+    t = (y + 1 + torch.arange(24) % 5) % 6
+    res = DeepFool(norm=2, clip=False)(clf, x, y, target=t)
+    assert bool(res.success.all())
+    assert bool((clf.predict(res.adversarial) == t).all())
+    # targeted distance is at least the distance to the target's hyperplane
+    z = x @ m.W.T + m.b
+    wt = m.W[t] - m.W[y]
+    ft = (z.gather(1, y[:, None]) - z.gather(1, t[:, None])).squeeze(1)
+    assert bool((res.norm / 1.02 >= ft / wt.norm(dim=1) * (1 - 1e-4)).all())
+
+
+def test_deepfool_keeps_inputs_and_bounds() -> None:
+    m, clf = affine_clf(64, 5, seed=6, bounds=(0.0, 1.0))
+    x = torch.rand(16, 64)
+    x[:, :10] = 0.0
+    x[:, 10:20] = 1.0
+    x_copy = x.clone()
+    y = clf.predict(x)
+    y_copy = y.clone()
+    res = DeepFool(norm=INF)(clf, x, y)
+    assert torch.equal(x, x_copy) and torch.equal(y, y_copy)
+    assert float(res.adversarial.min()) >= 0.0 and float(res.adversarial.max()) <= 1.0
+    assert bool(res.success.all())
+    assert bool((clf.predict(res.adversarial) != y).all())
+
+
+def test_deepfool_rejects_bad_settings() -> None:
+    with pytest.raises(ConfigError):
+        DeepFool(norm=0)
+    with pytest.raises(ConfigError):
+        DeepFool(overshoot=-1)
+    with pytest.raises(ConfigError):
+        DeepFool(candidates=0)
