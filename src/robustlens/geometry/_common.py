@@ -1,0 +1,252 @@
+"""Shared machinery of the geometry analyses: input checks, functional model calls, batched Hessian-vector
+products, chunked evaluation of many points and orthonormal direction sets.
+
+Everything here works on flattened inputs internally (``(N, D)``) and returns to the model's input shape only
+when calling the model. No module of ``robustlens.geometry`` re-implements these loops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..classifier import Classifier, resolve_loss
+from ..errors import ConfigError, InputError
+
+LossSpec = str | Callable[[Tensor, Tensor], Tensor]
+
+
+def prepare(clf: Classifier, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Validate a batch and return it with labels (the model's predictions when ``y`` is omitted)."""
+    x, y = clf.validate(x, None if y is None else torch.as_tensor(y))
+    if y is None:
+        y = clf.predict(x, validate=False)
+    return x.detach(), y
+
+
+def single(clf: Classifier, x: Tensor, y: Tensor | int | None = None) -> tuple[Tensor, Tensor]:
+    """Accept one input given with or without its batch dimension; return ``(1, *shape)`` and ``(1,)``."""
+    if not isinstance(x, Tensor):
+        raise InputError(f"the input must be a torch.Tensor, got {type(x).__name__}")
+    if clf.input_shape is not None and tuple(x.shape) == clf.input_shape:
+        x = x.unsqueeze(0)
+    elif x.ndim >= 2 and x.shape[0] != 1:
+        raise InputError(
+            f"this analysis looks at one input at a time; got a batch of {x.shape[0]}: pass x[i] or x[i:i+1]"
+        )
+    elif x.ndim < 2:
+        x = x.unsqueeze(0)
+    yy = None if y is None else torch.as_tensor(y).reshape(1)
+    return prepare(clf, x, yy)
+
+
+def logits_fn(clf: Classifier) -> Callable[[Tensor], Tensor]:
+    """The model as a pure function of a data-space batch (normalization included), for ``torch.func``.
+
+    It does not validate or count passes; callers account for the passes they use.
+    """
+
+    def f(x: Tensor) -> Tensor:
+        return clf.model(clf._normalize(x))
+
+    return f
+
+
+def per_sample_loss(clf: Classifier, loss: LossSpec) -> Callable[[Tensor, Tensor], Tensor]:
+    """``(x, y) -> scalar loss`` of one unbatched input, suitable for ``torch.func.grad`` / ``vmap``."""
+    f = logits_fn(clf)
+    if loss == "ce":
+
+        def lfn(x: Tensor, y: Tensor) -> Tensor:
+            z = f(x.unsqueeze(0))
+            return F.cross_entropy(z, y.reshape(1))
+
+        return lfn
+    fn = resolve_loss(loss)
+
+    def lfn2(x: Tensor, y: Tensor) -> Tensor:
+        return fn(f(x.unsqueeze(0)), y.reshape(1)).sum()
+
+    return lfn2
+
+
+def hvp_fn(clf: Classifier, loss: LossSpec = "ce") -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    """Batched Hessian-vector products of the input loss landscape ``l(x) = L(x, y)`` (paper eq. 15-16).
+
+    Returns ``hvp(x, y, v)`` with ``x, v`` of shape ``(N, *input_shape)`` and ``y`` of shape ``(N,)``, computing
+    ``[nabla_x^2 l(x_i)] v_i`` for all ``i`` in one vectorised call: forward-mode over reverse-mode
+    (``torch.func.jvp`` of ``torch.func.grad``), mapped over samples with ``torch.func.vmap``
+    (Pearlmutter, 1994, "Fast exact multiplication by the Hessian").
+    """
+    from torch.func import grad, jvp, vmap
+
+    g = grad(per_sample_loss(clf, loss))
+
+    def one(x: Tensor, y: Tensor, v: Tensor) -> Tensor:
+        return jvp(lambda z: g(z, y), (x,), (v,))[1]
+
+    mapped = vmap(one)
+
+    def batched(x: Tensor, y: Tensor, v: Tensor) -> Tensor:
+        with torch.no_grad():  # the transforms differentiate inside; no graph to the weights is kept
+            return mapped(x, y, v)
+
+    return batched
+
+
+def grad_fn(clf: Classifier, loss: LossSpec = "ce") -> Callable[[Tensor, Tensor], Tensor]:
+    """Batched input gradients ``nabla_x l(x_i)`` as a pure function (``vmap`` of ``torch.func.grad``)."""
+    from torch.func import grad, vmap
+
+    mapped = vmap(grad(per_sample_loss(clf, loss)))
+
+    def batched(x: Tensor, y: Tensor) -> Tensor:
+        with torch.no_grad():
+            return mapped(x, y)
+
+    return batched
+
+
+def chunks(n: int, size: int) -> Iterator[slice]:
+    for i in range(0, n, size):
+        yield slice(i, min(i + size, n))
+
+
+def evaluate_points(
+    clf: Classifier,
+    make: Callable[[slice], Tensor],
+    n: int,
+    reduce: Callable[[Tensor, slice], Any],
+    *,
+    batch_size: int | None = None,
+    progress: bool = False,
+    desc: str = "points",
+) -> None:
+    """Run the model without gradients on ``n`` points built chunk by chunk by ``make(slice)``.
+
+    ``reduce(logits, slice)`` consumes each chunk's logits (so that huge grids never sit in memory).
+    Passes are counted in ``clf.counter``.
+    """
+    bs = batch_size or clf.batch_size
+    with torch.no_grad(), clf.analysis_mode():
+        for s in tqdm(list(chunks(n, bs)), desc=desc, disable=not progress, leave=False):
+            reduce(clf.forward(make(s)), s)
+
+
+def unit(v: Tensor) -> Tensor:
+    """Rows of ``v`` (any trailing shape) scaled to unit L2 norm."""
+    flat = v.flatten(1)
+    return (flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-30)).view_as(v)
+
+
+def orthonormalize(vectors: Tensor) -> Tensor:
+    """Gram-Schmidt (by QR) of the rows of ``vectors`` ``(k, D)``, keeping each row's orientation.
+
+    Raises :class:`ConfigError` when the rows are linearly dependent.
+    """
+    q, r = torch.linalg.qr(vectors.T)
+    d = torch.diagonal(r)
+    scale = vectors.norm(dim=1).clamp_min(1e-30)
+    if bool((d.abs() < 1e-6 * scale).any()):
+        raise ConfigError(
+            "the directions are linearly dependent (e.g. the adversarial and gradient directions coincide); "
+            "choose different directions"
+        )
+    return (q * d.sign()).T.contiguous()
+
+
+def margins(logits: Tensor, labels: Tensor) -> Tensor:
+    """``z_y - max_{k != y} z_k``: positive exactly while the decision stays ``y``."""
+    zy = logits.gather(1, labels[:, None]).squeeze(1)
+    other = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+    return zy - other
+
+
+def ray_boundary_distance(
+    clf: Classifier,
+    x: Tensor,
+    labels: Tensor,
+    dirs: Tensor,
+    max_dist: float | Tensor,
+    *,
+    n_grid: int = 32,
+    geometric: bool = True,
+    rtol: float = 1e-4,
+    max_bisect: int = 40,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> tuple[Tensor, int]:
+    """Distance from ``x_i`` along each unit ray ``dirs[i, m]`` to the first point classified other than ``y_i``.
+
+    A batched line search (paper eq. 20, one-sided): the rays are scanned on a grid of ``n_grid`` steps up to
+    ``max_dist`` (geometric from ``max_dist / 1000``, or uniform), a ray leaves the scan as soon as it crosses,
+    then all crossed rays are bisected together until the bracket is below ``rtol`` relative width. Rays that do
+    not cross within ``max_dist`` get ``inf``. A decision region thinner than one grid step can be missed.
+
+    Args:
+        x: ``(N, *shape)`` inputs; labels: ``(N,)`` the decision to leave; dirs: ``(N, M, *shape)`` unit rays.
+        max_dist: scan length (a scalar or one value per sample).
+
+    Returns:
+        ``(N, M)`` distances and the number of forward passes used.
+    """
+    n, m = dirs.shape[0], dirs.shape[1]
+    shape = x.shape[1:]
+    xf = x.flatten(1)
+    df = dirs.reshape(n * m, -1)
+    owner = torch.arange(n, device=x.device).repeat_interleave(m)
+    lab = labels[owner]
+    md = torch.as_tensor(max_dist, dtype=x.dtype, device=x.device).expand(n)[owner].clone()
+    if geometric:
+        frac = torch.logspace(-3, 0, n_grid, dtype=x.dtype, device=x.device)
+    else:
+        frac = torch.linspace(1.0 / n_grid, 1.0, n_grid, dtype=x.dtype, device=x.device)
+    lo = torch.zeros(n * m, dtype=x.dtype, device=x.device)
+    hi = torch.full((n * m,), float("inf"), dtype=x.dtype, device=x.device)
+    active = torch.arange(n * m, device=x.device)
+    passes = 0
+
+    def crossed(idx: Tensor, alpha: Tensor) -> Tensor:
+        out = torch.empty(idx.shape[0], dtype=torch.bool, device=x.device)
+
+        def make(s: slice) -> Tensor:
+            r = idx[s]
+            return (xf[owner[r]] + alpha[s, None] * df[r]).view(-1, *shape)
+
+        def red(z: Tensor, s: slice) -> None:
+            out[s] = z.argmax(1) != lab[idx[s]]
+
+        evaluate_points(clf, make, idx.shape[0], red, batch_size=batch_size)
+        return out
+
+    prev = torch.zeros(n * m, dtype=x.dtype, device=x.device)
+    for g in tqdm(range(n_grid), desc="line search", disable=not progress, leave=False):
+        if active.numel() == 0:
+            break
+        alpha = frac[g] * md[active]
+        c = crossed(active, alpha)
+        passes += active.numel()
+        done = active[c]
+        lo[done] = prev[active][c]
+        hi[done] = alpha[c]
+        prev[active] = alpha
+        active = active[~c]
+    br = torch.isfinite(hi).nonzero().flatten()
+    for _ in range(max_bisect):
+        if br.numel() == 0:
+            break
+        wide = (hi[br] - lo[br]) > rtol * hi[br]
+        br = br[wide]
+        if br.numel() == 0:
+            break
+        mid = 0.5 * (lo[br] + hi[br])
+        c = crossed(br, mid)
+        passes += br.numel()
+        hi[br[c]] = mid[c]
+        lo[br[~c]] = mid[~c]
+    return hi.view(n, m), passes

@@ -1,0 +1,297 @@
+"""Two-dimensional cross-sections of the decision boundary and of the loss landscape (paper eq. 6, Figs. 3, 4b).
+
+``V(a1, a2) = f(x + a1 u1 + a2 u2)`` is evaluated on a grid around one input ``x`` for two orthonormal directions,
+in large no-grad batches. The plane can be spanned by random directions, the DeepFool normal (the direction of
+the minimal L2 perturbation, Moosavi-Dezfooli et al., CVPR 2016), the loss gradient, the top eigenvectors of the
+input Hessian of the loss (Moosavi-Dezfooli et al., "Robustness via curvature regularization, and vice versa",
+CVPR 2019) or user-given vectors. Plotting is separate (:func:`plot_section`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..classifier import Classifier, resolve_loss
+from ..errors import ConfigError
+from ..results import Result
+from ..seeding import generator
+from ._common import (
+    LossSpec,
+    evaluate_points,
+    margins,
+    orthonormalize,
+    ray_boundary_distance,
+    single,
+    unit,
+)
+
+DirectionSpec = str | Tensor
+_NAMED = ("random", "adversarial", "gradient", "curvature")
+
+
+@dataclass
+class SectionResult(Result):
+    """A cross-section ``V(a1, a2) = f(x + a1 u1 + a2 u2)`` (eq. 6) and the loss on the same plane.
+
+    Attributes:
+        alphas1, alphas2: grid coordinates along ``u1`` (columns) and ``u2`` (rows), in L2 units.
+        labels: ``(len(alphas2), len(alphas1))`` predicted class at each grid point.
+        margins: logit margin ``z_c - max_{k != c} z_k`` of the clean decision ``c``; negative past the boundary.
+        loss: the loss of label ``label`` at each point (the loss-landscape section, Fig. 4b).
+        directions: ``(2, *input_shape)`` the orthonormal ``u1, u2``.
+        axis_distance: distance to the boundary along ``+u1, -u1, +u2, -u2`` (``inf`` beyond the grid's extent),
+            located by bisection, not read off the grid.
+        clean_label: the clean decision ``c``; label: the label of the loss.
+        direction_names: how ``u1`` and ``u2`` were chosen.
+        forward_passes: model evaluations used.
+    """
+
+    alphas1: Tensor
+    alphas2: Tensor
+    labels: Tensor
+    margins: Tensor
+    loss: Tensor
+    directions: Tensor
+    axis_distance: dict[str, float]
+    clean_label: int
+    label: int
+    direction_names: list[str] = field(default_factory=list)
+    forward_passes: int = 0
+
+
+def _direction(
+    spec: DirectionSpec,
+    clf: Classifier,
+    x: Tensor,
+    y: Tensor,
+    loss: LossSpec,
+    seed: int,
+    slot: int,
+    cache: dict[str, Any],
+) -> tuple[Tensor, str]:
+    d = x[0].numel()
+    if isinstance(spec, Tensor):
+        if spec.numel() != d:
+            raise ConfigError(f"a user direction must have {d} entries (the input size), got {spec.numel()}")
+        return spec.detach().to(x).reshape(d), "user"
+    if spec == "random":
+        g = generator(seed, "section-direction", slot)
+        return torch.randn(d, generator=g, dtype=x.dtype).to(x.device), "random"
+    if spec == "gradient":
+        _, g = clf.loss_and_input_grad(x, y, loss=loss, validate=False)
+        return g.reshape(d), "gradient"
+    if spec == "adversarial":
+        if "adversarial" not in cache:
+            from ..attacks.deepfool import DeepFool
+
+            res = DeepFool(norm=2)(clf, x, y)
+            if not bool(res.success.all()):
+                raise ConfigError(
+                    "DeepFool found no adversarial example for this input, so there is no boundary normal; "
+                    "use 'gradient' or 'random' directions instead"
+                )
+            cache["adversarial"] = res.perturbation.reshape(d)
+        return cache["adversarial"], "adversarial"
+    if spec == "curvature":
+        if "curvature" not in cache:
+            from .curvature import hessian_eigenpairs
+
+            cache["curvature"] = hessian_eigenpairs(clf, x, y, k=2, which="top", loss=loss, seed=seed, progress=False)
+        i = cache.setdefault("curv_next", 0)
+        cache["curv_next"] = i + 1
+        return cache["curvature"].top_vectors[0, i].reshape(d).to(x), f"curvature-{i + 1}"
+    raise ConfigError(f"unknown direction {spec!r}; use one of {_NAMED} or a tensor of the input's size")
+
+
+def section_directions(
+    clf: Classifier,
+    x: Tensor,
+    y: Tensor | int | None = None,
+    directions: Sequence[DirectionSpec] = ("adversarial", "random"),
+    *,
+    loss: LossSpec = "ce",
+    seed: int = 0,
+) -> tuple[Tensor, list[str]]:
+    """Two orthonormal directions ``(2, *input_shape)`` spanning a cross-section plane at ``x``.
+
+    Each entry of ``directions`` is ``"random"`` (seeded Gaussian), ``"adversarial"`` (the DeepFool L2 normal),
+    ``"gradient"`` (the loss gradient), ``"curvature"`` (the next top eigenvector of the input Hessian of the loss)
+    or a tensor; the second is orthogonalised against the first (Gram-Schmidt), the first keeps its direction.
+    """
+    if len(directions) != 2:
+        raise ConfigError(f"a cross-section needs exactly two directions, got {len(directions)}")
+    xb, yb = single(clf, x, y)
+    cache: dict[str, Any] = {}
+    vecs, names = [], []
+    for slot, spec in enumerate(directions):
+        v, name = _direction(spec, clf, xb, yb, loss, seed, slot, cache)
+        vecs.append(v)
+        names.append(name)
+    u = orthonormalize(torch.stack(vecs))
+    return u.view(2, *xb.shape[1:]), names
+
+
+def cross_section(
+    clf: Classifier,
+    x: Tensor,
+    y: Tensor | int | None = None,
+    directions: Sequence[DirectionSpec] | Tensor = ("adversarial", "random"),
+    *,
+    extent: float | tuple[float, float] | None = None,
+    resolution: int | tuple[int, int] = 101,
+    loss: LossSpec = "ce",
+    seed: int = 0,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> SectionResult:
+    """Evaluate the classifier on the plane ``x + a1 u1 + a2 u2`` (paper eq. 6, Fig. 3; loss section Fig. 4b).
+
+    Args:
+        clf: the classifier. x: one input (with or without batch dimension). y: the label of the loss section
+            (default: the clean prediction).
+        directions: two direction specs (see :func:`section_directions`) or a ``(2, *input_shape)`` tensor of
+            orthonormal directions used as given.
+        extent: half-width of the grid along each axis in L2 units (one value or ``(e1, e2)``). Default: three
+            times the DeepFool distance when an adversarial direction is used, otherwise a quarter of the data
+            range times ``sqrt(D)``.
+        resolution: grid points per axis (odd values put ``x`` itself on the grid).
+        loss: the loss of the landscape section (``"ce"``, ``"margin"`` or a callable).
+        seed: seed of the random directions.
+        batch_size: points per forward pass (default ``clf.batch_size``).
+
+    The grid is built chunk by chunk, so a 201 x 201 section of a CIFAR-10 model never holds more than one
+    chunk of images in memory. The distances along the four half-axes are refined by bisection.
+    """
+    xb, yb = single(clf, x, y)
+    start = clf.counter.forward
+    if isinstance(directions, Tensor):
+        if directions.shape[0] != 2 or directions[0].numel() != xb[0].numel():
+            raise ConfigError(f"directions must have shape (2, *{tuple(xb.shape[1:])}), got {tuple(directions.shape)}")
+        u = directions.detach().to(xb).reshape(2, -1)
+        gram = u @ u.T
+        if not torch.allclose(gram, torch.eye(2, dtype=u.dtype, device=u.device), atol=1e-4):
+            raise ConfigError("the given directions must be orthonormal; pass specs to orthonormalise them")
+        names = ["user", "user"]
+    else:
+        uu, names = section_directions(clf, xb, yb, directions, loss=loss, seed=seed)
+        u = uu.reshape(2, -1)
+    d = u.shape[1]
+    r1, r2 = (resolution, resolution) if isinstance(resolution, int) else resolution
+    if r1 < 2 or r2 < 2:
+        raise ConfigError(f"resolution must be at least 2 points per axis, got {resolution}")
+    clean = clf.predict(xb, validate=False)
+    c = int(clean[0])
+    if extent is None:
+        if "adversarial" in names:
+            e = 3.0 * float(_deepfool_norm(clf, xb, yb))
+        else:
+            lo, hi = clf.bounds
+            e = 0.25 * (hi - lo) * math.sqrt(d) if math.isfinite(hi - lo) else 1.0
+        extent = (e, e)
+    e1, e2 = (float(extent), float(extent)) if isinstance(extent, (int, float)) else map(float, extent)
+    if not (e1 > 0 and e2 > 0):
+        raise ConfigError(f"extent must be positive, got {extent}")
+    a1 = torch.linspace(-e1, e1, r1, dtype=xb.dtype, device=xb.device)
+    a2 = torch.linspace(-e2, e2, r2, dtype=xb.dtype, device=xb.device)
+    n = r1 * r2
+    lab = torch.empty(n, dtype=torch.long, device=xb.device)
+    mar = torch.empty(n, dtype=xb.dtype, device=xb.device)
+    lss = torch.empty(n, dtype=xb.dtype, device=xb.device)
+    xf = xb.reshape(1, d)
+    lfn = resolve_loss(loss)
+    grid_idx = torch.arange(n, device=xb.device)
+
+    def make(s: slice) -> Tensor:
+        ij = grid_idx[s]
+        coef = torch.stack([a1[ij % r1], a2[ij // r1]], 1)
+        return (xf + coef @ u).view(-1, *xb.shape[1:])
+
+    def red(z: Tensor, s: slice) -> None:
+        k = z.shape[0]
+        lab[s] = z.argmax(1)
+        mar[s] = margins(z, clean.expand(k))
+        lss[s] = lfn(z, yb.expand(k))
+
+    evaluate_points(clf, make, n, red, batch_size=batch_size, progress=progress, desc="cross-section")
+    rays = torch.stack([u[0], -u[0], u[1], -u[1]]).view(1, 4, *xb.shape[1:])
+    dist, _ = ray_boundary_distance(
+        clf, xb, clean, rays, torch.tensor([e1, e1, e2, e2], dtype=xb.dtype, device=xb.device).max(),
+        geometric=False, n_grid=max(r1, r2), batch_size=batch_size,
+    )
+    lim = [e1, e1, e2, e2]
+    axis = {
+        k: (float(v) if float(v) <= lim[i] * (1 + 1e-9) else float("inf"))
+        for i, (k, v) in enumerate(zip(("+u1", "-u1", "+u2", "-u2"), dist[0].tolist(), strict=True))
+    }
+    return SectionResult(
+        alphas1=a1.cpu(),
+        alphas2=a2.cpu(),
+        labels=lab.view(r2, r1).cpu(),
+        margins=mar.view(r2, r1).cpu(),
+        loss=lss.view(r2, r1).cpu(),
+        directions=u.view(2, *xb.shape[1:]).cpu(),
+        axis_distance=axis,
+        clean_label=c,
+        label=int(yb[0]),
+        direction_names=names,
+        forward_passes=clf.counter.forward - start,
+    )
+
+
+def _deepfool_norm(clf: Classifier, x: Tensor, y: Tensor) -> Tensor:
+    from ..attacks.deepfool import DeepFool
+
+    res = DeepFool(norm=2)(clf, x, y)
+    return res.norm[0] if bool(res.success[0]) else torch.tensor(1.0)
+
+
+def plot_section(result: SectionResult, ax: Any = None, *, kind: str = "decision", cmap: str = "tab10") -> Any:
+    """Draw a cross-section with both axes on the same scale (Fig. 3 for ``kind="decision"``, Fig. 4b for
+    ``kind="loss"``). The decision plot colours regions by predicted class and draws the clean class's boundary
+    (margin = 0) in black; the loss plot shows filled loss contours with the same boundary. Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    a1, a2 = result.alphas1.numpy(), result.alphas2.numpy()
+    ext = (a1[0], a1[-1], a2[0], a2[-1])
+    if kind == "decision":
+        ax.imshow(result.labels.numpy(), origin="lower", extent=ext, cmap=cmap, vmin=0, vmax=9.99,
+                  interpolation="nearest", alpha=0.8)
+    elif kind == "loss":
+        cs = ax.contourf(a1, a2, result.loss.numpy(), levels=20, cmap="viridis")
+        plt.colorbar(cs, ax=ax, fraction=0.046, pad=0.04, label="loss")
+    else:
+        raise ConfigError(f"kind must be 'decision' or 'loss', got {kind!r}")
+    mar = result.margins.numpy()
+    if np.nanmin(mar) < 0 < np.nanmax(mar):
+        ax.contour(a1, a2, mar, levels=[0.0], colors="k", linewidths=1.2)
+    ax.plot([0], [0], "w*", markersize=10, markeredgecolor="k")
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"a1 ({result.direction_names[0] if result.direction_names else 'u1'})")
+    ax.set_ylabel(f"a2 ({result.direction_names[1] if len(result.direction_names) > 1 else 'u2'})")
+    return ax
+
+
+def plot_sections(result: SectionResult, *, figsize: tuple[float, float] = (8.5, 4)) -> Any:
+    """The decision section and the loss section side by side; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=figsize)
+    plot_section(result, axes[0], kind="decision")
+    plot_section(result, axes[1], kind="loss")
+    axes[0].set_title("decision regions")
+    axes[1].set_title("loss landscape")
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["SectionResult", "cross_section", "plot_section", "plot_sections", "section_directions", "unit"]
