@@ -10,8 +10,9 @@ from models import Affine, affine_distance
 
 from robustlens.attacks.deepfool import DeepFool
 from robustlens.attacks.norms import dual, lp_norm
+from robustlens.attacks.subspace import SubspaceAttack
 from robustlens.classifier import Classifier
-from robustlens.errors import ConfigError
+from robustlens.errors import ConfigError, InputError
 
 INF = math.inf
 
@@ -161,3 +162,46 @@ def test_deepfool_rejects_bad_settings() -> None:
         DeepFool(overshoot=-1)
     with pytest.raises(ConfigError):
         DeepFool(candidates=0)
+
+
+# ---------------------------------------------------------------- subspace restriction (eq. 18)
+def random_basis(d: int, k: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(d, k, generator=g)).Q
+
+
+@pytest.mark.parametrize("k", [1, 16, 200])
+def test_subspace_deepfool_affine_margin(k: int) -> None:
+    d = 256
+    m, clf = affine_clf(d, 2, seed=7)
+    basis = random_basis(d, k, seed=k)
+    x = torch.randn(20, d)
+    res = SubspaceAttack(DeepFool(norm=2, clip=False), basis)(clf, x)
+    z = x @ m.W.T + m.b
+    c = z.argmax(1)
+    w = m.W[1 - c] - m.W[c]
+    f = (z.gather(1, c[:, None]) - z.gather(1, (1 - c)[:, None])).squeeze(1)
+    pw = w @ basis @ basis.T
+    exact = f / pw.norm(dim=1)  # |w.x + b| / ||P_S w||_2
+    assert bool(res.success.all())
+    torch.testing.assert_close(res.norm / 1.02, exact, rtol=1e-3, atol=0)
+    r = res.perturbation
+    torch.testing.assert_close(r @ basis @ basis.T, r, rtol=0, atol=1e-4 * float(r.abs().max()))
+    assert res.attack == "deepfool_subspace"
+
+
+def test_subspace_full_basis_equals_plain_attack() -> None:
+    d = 32
+    m, clf = affine_clf(d, 4, seed=8)
+    x = torch.randn(10, d)
+    plain = DeepFool(norm=2, clip=False)(clf, x)
+    sub = SubspaceAttack(DeepFool(norm=2, clip=False), random_basis(d, d, seed=1))(clf, x)
+    torch.testing.assert_close(sub.norm, plain.norm, rtol=1e-4, atol=1e-6)
+
+
+def test_subspace_rejects_bad_basis() -> None:
+    m, clf = affine_clf(16, 2)
+    with pytest.raises(ConfigError, match="orthonormal"):
+        SubspaceAttack(DeepFool(), torch.randn(16, 4))
+    with pytest.raises(InputError, match="rows"):
+        SubspaceAttack(DeepFool(clip=False), random_basis(8, 2, 0))(clf, torch.randn(3, 16))

@@ -2,5 +2,15 @@
 
 from .base import Attack, AttackResult, BoundedAttack, Criterion, MinimalNormAttack
 from .deepfool import DeepFool
+from .subspace import SubspaceAttack, SubspaceClassifier
 
-__all__ = ["Attack", "AttackResult", "BoundedAttack", "Criterion", "DeepFool", "MinimalNormAttack"]
+__all__ = [
+    "Attack",
+    "AttackResult",
+    "BoundedAttack",
+    "Criterion",
+    "DeepFool",
+    "MinimalNormAttack",
+    "SubspaceAttack",
+    "SubspaceClassifier",
+]
