@@ -29,7 +29,6 @@ from ._common import (
     orthonormalize,
     ray_boundary_distance,
     single,
-    unit,
 )
 
 DirectionSpec = str | Tensor
@@ -294,4 +293,4 @@ def plot_sections(result: SectionResult, *, figsize: tuple[float, float] = (8.5,
     return fig
 
 
-__all__ = ["SectionResult", "cross_section", "plot_section", "plot_sections", "section_directions", "unit"]
+__all__ = ["SectionResult", "cross_section", "plot_section", "plot_sections", "section_directions"]
