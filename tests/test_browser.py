@@ -1,0 +1,189 @@
+"""The report page in a real browser: headless Chromium loads report.html from disk, every figure decodes, the console
+stays clean, and the screenshot is not blank.
+
+Chromium is driven through the DevTools protocol over ``--remote-debugging-pipe`` (file descriptors 3 and 4, JSON
+messages separated by NUL bytes), so no network port and no extra package are needed. Debian's ``chromium`` is
+installed by the ``chromium`` fixture when missing (``apt-get``, as root, which is how CI runs).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import torch
+from models import TinyCNN
+
+from robustlens.data import load_dataset
+from robustlens.report import ModelEntry, ReportData, ReportPlan, run_report
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-extensions", "--disable-sync",
+                  "--remote-debugging-pipe", "--window-size=1280,1800"]
+
+
+def _find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The path of a Chromium binary, installing Debian's ``chromium`` package when none is found."""
+    path = _find_chromium()
+    if path is None:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        cmd = ["apt-get", "install", "-y", "-q", "chromium"]
+        if os.geteuid() != 0 and shutil.which("sudo"):
+            cmd = ["sudo", "-n", *cmd]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:  # a fresh machine may need the package lists first
+            subprocess.run([*cmd[:-4], "apt-get", "update", "-q"], env=env, capture_output=True, text=True)
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        path = _find_chromium()
+        assert path is not None, (
+            "Chromium is needed by the browser test and could not be installed "
+            f"({' '.join(cmd)} exited {done.returncode}: {done.stderr[-500:]}); install it with "
+            "'apt-get install -y chromium' and run the tests again"
+        )
+    return path
+
+
+class DevTools:
+    """A minimal DevTools-protocol client over Chromium's debugging pipe."""
+
+    def __init__(self, binary: str, user_data_dir: Path) -> None:
+        to_chrome_r, self._to_chrome_w = os.pipe()
+        self._from_chrome_r, from_chrome_w = os.pipe()
+
+        def child_fds() -> None:  # Chromium reads commands on fd 3 and writes replies on fd 4
+            os.dup2(to_chrome_r, 3)
+            os.dup2(from_chrome_w, 4)
+
+        self.proc = subprocess.Popen(
+            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={user_data_dir}", "about:blank"],
+            pass_fds=(3, 4), preexec_fn=child_fds, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._buf = b""
+        self._next_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
+             timeout: float = 60.0) -> dict[str, Any]:
+        self._next_id += 1
+        msg: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._to_chrome_w, json.dumps(msg).encode() + b"\0")
+        reply = self.wait(lambda m: m.get("id") == self._next_id, timeout)
+        assert "error" not in reply, f"{method} failed: {reply['error']}"
+        return reply.get("result", {})
+
+    def wait(self, pred: Any, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buf:
+                raw, self._buf = self._buf.split(b"\0", 1)
+                msg = json.loads(raw)
+                if "method" in msg:
+                    self.events.append(msg)
+                if pred(msg):
+                    return msg
+            assert time.monotonic() < deadline, "Chromium did not answer in time"
+            chunk = os.read(self._from_chrome_r, 1 << 16)
+            assert chunk, f"Chromium exited: {self.proc.stderr.read().decode()[-800:] if self.proc.stderr else ''}"
+            self._buf += chunk
+
+    def close(self) -> None:
+        try:
+            os.write(self._to_chrome_w, json.dumps({"id": 0, "method": "Browser.close"}).encode() + b"\0")
+            self.proc.wait(timeout=15)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            os.close(self._to_chrome_w)
+            os.close(self._from_chrome_r)
+
+
+def _problems(events: list[dict[str, Any]]) -> list[str]:
+    """Console errors, uncaught exceptions and error log entries (failed loads) among the DevTools events."""
+    out = []
+    for e in events:
+        m, p = e.get("method"), e.get("params", {})
+        if m == "Runtime.exceptionThrown":
+            out.append(f"exception: {p['exceptionDetails'].get('text')}")
+        elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+            out.append(f"console.{p['type']}: {[a.get('value') for a in p.get('args', [])]}")
+        elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
+            out.append(f"log: {p['entry'].get('text')} {p['entry'].get('url', '')}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A comparison report from the quick plan on two tiny seeded models and a few embedded MNIST images."""
+    out = tmp_path_factory.mktemp("report")
+    test = load_dataset("mnist-embedded", split="test")
+    models = [ModelEntry(f"tiny-{s}", test.classifier(TinyCNN(seed=s).eval()), source=f"TinyCNN seed {s}")
+              for s in (0, 1)]
+    plan = dataclasses.replace(ReportPlan.preset("quick", test.input_shape), n_samples=20, batch_size=20)
+    run_report(models, ReportData.from_image_data(test), plan, out, seed=0, progress=False)
+    return out
+
+
+def test_report_page_renders_in_headless_chromium(chromium: str, report_dir: Path, tmp_path: Path) -> None:
+    page = report_dir / "report.html"
+    n_img = page.read_text().count("<img ")
+    assert n_img >= 1
+    browser = DevTools(chromium, tmp_path / "profile")
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Runtime", "Log", "Page"):
+            browser.send(f"{domain}.enable", session=session)
+        browser.send("Page.navigate", {"url": page.resolve().as_uri()}, session=session)
+        browser.wait(lambda m: m.get("method") == "Page.loadEventFired" and m.get("sessionId") == session)
+        state = browser.send("Runtime.evaluate", {
+            "expression": "JSON.stringify({title: document.title, sections: document.querySelectorAll('section')"
+                          ".length, images: Array.from(document.images).map(i => [i.complete, i.naturalWidth, "
+                          "i.naturalHeight])})",
+            "returnByValue": True}, session=session)
+        info = json.loads(state["result"]["value"])
+        shot = browser.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False},
+                            session=session)
+        time.sleep(0.2)  # let late console events arrive before reading them
+        browser.send("Runtime.evaluate", {"expression": "1"}, session=session)
+    finally:
+        browser.close()
+
+    assert info["title"].startswith("robustlens report")
+    assert info["sections"] >= 11
+    assert len(info["images"]) == n_img
+    broken = [i for i, (complete, w, h) in enumerate(info["images"]) if not (complete and w > 0 and h > 0)]
+    assert not broken, f"images {broken} did not load"
+    assert _problems(browser.events) == []
+
+    png = tmp_path / "screenshot.png"
+    png.write_bytes(base64.b64decode(shot["data"]))
+    pixels = mpimg.imread(png)
+    assert pixels.shape[0] >= 600 and pixels.shape[1] >= 1000
+    gray = np.asarray(pixels[..., :3], dtype=np.float64).mean(2)
+    assert gray.std() > 0.02, "the screenshot is blank"
+    assert (gray < 0.5).mean() > 0.002, "the screenshot shows no dark text or lines"
+    assert torch.tensor(gray).unique().numel() > 10
