@@ -37,7 +37,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/robustlens demo $(DEMO_ARGS)
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests $(wildcard benchmarks)
 
 typecheck: $(VENV)/.installed-dev
 	$(VENV)/bin/mypy
