@@ -1,0 +1,119 @@
+"""The loop shared by DDN and FMN: step on a loss, then shrink or grow a per-sample norm budget.
+
+Both attacks keep a perturbation ``delta`` and a budget ``eps`` per sample. Each iteration takes a normalised
+gradient step on a loss, moves ``eps`` down when the current point is adversarial and up when it is not, and maps
+``delta`` back to the budget (DDN: onto the L2 sphere of radius ``eps``; FMN: into the Lp ball). The smallest
+adversarial point seen is returned. Subclasses choose the loss, the step direction, the budget rule and the
+projection; the loop, the cosine schedules, the bookkeeping of the best point and the pass counting live here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..classifier import Classifier
+from ..errors import ConfigError
+from ..seeding import SampleRNG
+from .base import Criterion, MinimalNormAttack
+from .minimal_loop import run_active
+from .norms import INF, lp_norm
+
+
+def cosine_schedule(start: float, end: float, it: int, steps: int) -> float:
+    """``end + (start - end) (1 + cos(pi it / steps)) / 2``: from ``start`` at 0 to ``end`` at ``steps``."""
+    return end + (start - end) * (1 + math.cos(math.pi * it / max(1, steps))) / 2
+
+
+class BudgetAttack(MinimalNormAttack):
+    """Base of the minimal-norm attacks that adapt a norm budget (DDN, FMN); see the module docstring.
+
+    Subclasses implement :meth:`loss`, :meth:`direction`, :meth:`update_budget` and :meth:`fit`.
+    """
+
+    def __init__(
+        self,
+        norm: float | str,
+        *,
+        steps: int,
+        gamma: float,
+        alpha: tuple[float, float],
+        gamma_final: float | None = None,
+        clip: bool = True,
+    ) -> None:
+        super().__init__(norm, clip=clip)
+        if steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {steps}")
+        if not 0 < gamma < 1:
+            raise ConfigError(f"gamma must be in (0, 1), got {gamma}")
+        self.steps = int(steps)
+        self.gamma = float(gamma)
+        self.gamma_final = self.gamma / 100 if gamma_final is None else float(gamma_final)
+        self.alpha_init, self.alpha_final = float(alpha[0]), float(alpha[1])
+
+    def loss(self, logits: Tensor, criterion: Criterion) -> Tensor:
+        """Per-sample loss that the step increases (larger = closer to adversarial)."""
+        raise NotImplementedError
+
+    def direction(self, grad: Tensor, delta: Tensor, eps: Tensor, loss: Tensor, alpha: float) -> Tensor:
+        """The step added to ``delta`` from the loss gradient."""
+        raise NotImplementedError
+
+    def update_budget(
+        self, eps: Tensor, is_adv: Tensor, norm: Tensor, best: Tensor, loss: Tensor, grad: Tensor, gamma: float
+    ) -> Tensor:
+        """The next budget from the current one and whether the current point is adversarial."""
+        raise NotImplementedError
+
+    def fit(self, delta: Tensor, eps: Tensor) -> Tensor:
+        """Map ``delta`` back to the budget ``eps`` (projection)."""
+        raise NotImplementedError
+
+    def initial_budget(self, x: Tensor) -> Tensor:
+        return torch.full((x.shape[0],), INF, dtype=x.dtype, device=x.device)
+
+    def run(self, clf: Classifier, x: Tensor, criterion: Criterion, rng: SampleRNG) -> Tensor:
+        n = x.shape[0]
+        delta = torch.zeros_like(x)
+        eps = self.initial_budget(x)
+        best = torch.full((n,), INF, dtype=x.dtype, device=x.device)
+        best_adv = x.clone()
+        lo, hi = clf.bounds
+
+        def record(idx: Tensor, xa: Tensor, logits: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+            is_adv = criterion[idx].is_adversarial(logits)
+            norm = lp_norm(d, self.p)
+            better = is_adv & (norm < best[idx])
+            sel = idx[better]
+            best[sel] = norm[better]
+            best_adv[sel] = xa[better]
+            return is_adv, norm
+
+        def step(idx: Tensor, it: int) -> Tensor:
+            alpha = cosine_schedule(self.alpha_init, self.alpha_final, it, self.steps)
+            gamma = cosine_schedule(self.gamma, self.gamma_final, it, self.steps)
+            crit = criterion[idx]
+            d = delta[idx]
+            xa = x[idx] + d
+            loss, logits, grad = clf.value_and_grad(xa, lambda z: self.loss(z, crit))
+            is_adv, norm = record(idx, xa, logits, d)
+            e = self.update_budget(eps[idx], is_adv, norm, best[idx], loss, grad, gamma)
+            d = self.fit(d + self.direction(grad, d, e, loss, alpha), e)
+            if self.clip:
+                d = (x[idx] + d).clamp(lo, hi) - x[idx]
+            delta[idx] = d
+            eps[idx] = e
+            return best[idx] <= 0  # clean input already adversarial: nothing smaller exists
+
+        done = run_active(n, self.steps, step, x.device)
+        idx = (~done).nonzero().flatten()
+        if idx.numel():  # the last iterate has not been evaluated yet
+            with torch.no_grad():
+                xa = x[idx] + delta[idx]
+                record(idx, xa, clf.forward(xa), delta[idx])
+        return best_adv
+
+
+__all__ = ["BudgetAttack", "cosine_schedule"]

@@ -1,0 +1,53 @@
+"""FGSM: one signed-gradient step to the edge of the eps-ball (Goodfellow et al., 2015; paper eq. (10)-(11))."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import Tensor
+
+from ..classifier import Classifier
+from ..seeding import SampleRNG
+from .base import BoundedAttack, Criterion
+from .iterative import LoopConfig, Projector, Stepper, ce_loss, iterate
+from .norms import INF, steepest_direction
+
+
+class _OneStep(Stepper):
+    def __init__(self, p: float, eps: float) -> None:
+        self.p, self.eps = p, eps
+
+    def step(self, it: int, clean: Tensor, xk: Tensor, grad: Tensor, loss: Tensor,
+             state: dict[str, Tensor], proj: Projector) -> Tensor:
+        return proj(clean, xk + self.eps * steepest_direction(grad, self.p))
+
+
+class FGSM(BoundedAttack):
+    """Fast Gradient (Sign) Method: ``x + eps * sign(grad_x L(x, y))`` (Goodfellow et al., 2015).
+
+    Maximises the linearised loss of eq. (10) over the ball of eq. (11) in one step: the sign of the gradient for
+    Linf, the normalised gradient for L2 (Fast Gradient Method), the largest gradient coordinate for L1
+    (``norms.steepest_direction``). Targeted attacks descend the cross-entropy of the target. Costs one forward and
+    one backward pass per sample (plus the clean and final checks of the attack core).
+
+    Args:
+        norm: ``"Linf"`` (default), ``"L2"`` or ``"L1"``.
+        eps: radius of the ball.
+        random_start: start from a random point in the ball (R+FGSM-like) instead of the clean input.
+        clip: keep examples in the classifier's bounds.
+    """
+
+    name: ClassVar[str] = "fgsm"
+
+    def __init__(self, norm: float | str = INF, eps: float = 8 / 255, *, random_start: bool = False,
+                 clip: bool = True) -> None:
+        super().__init__(norm, eps, clip=clip)
+        self.random_start = random_start
+
+    def run(self, clf: Classifier, x: Tensor, criterion: Criterion, rng: SampleRNG) -> Tensor:
+        cfg = LoopConfig(p=self.p, eps=self.eps, steps=1, random_start=self.random_start, clip=self.clip,
+                         name=self.name)
+        return iterate(clf, x, criterion, rng, cfg, _OneStep(self.p, self.eps), ce_loss)
+
+
+__all__ = ["FGSM"]

@@ -1,0 +1,78 @@
+"""Fast Minimum-Norm attack (FMN; Pintor et al., NeurIPS 2021): minimal L0, L1, L2 and Linf perturbations."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from .base import Criterion
+from .budget_loop import BudgetAttack
+from .norms import INF, _view, dual, lp_norm, project, project_l0_ball, steepest_direction
+
+
+class FMN(BudgetAttack):
+    """FMN: steps on the logit margin inside an Lp ball whose radius adapts to the boundary (paper eq. 8-9).
+
+    Until a first adversarial point is found the radius is the linear estimate of the distance to the boundary,
+    ``||delta||_p + |margin| / ||grad||_q``; afterwards it shrinks to ``min(eps (1 - gamma), best norm)`` at
+    adversarial iterates and grows by ``1 + gamma`` otherwise (``gamma`` cosine-annealed). The step follows the
+    steepest ascent of the margin (L2-normalised for L0 and L1, sign for Linf), with a length of ``alpha`` times the
+    current radius, and the perturbation is projected onto the Lp ball (L0: keep the largest entries). Pintor,
+    Roli, Brendel and Biggio, "Fast Minimum-norm Adversarial Attacks through Adaptive Norm Constraints", 2021.
+
+    Args:
+        norm: 0, 1, 2 or inf.
+        steps: iterations (each one forward and one backward pass per sample).
+        gamma: initial budget adaptation factor (annealed to ``gamma / 100``).
+        alpha: initial and final relative step length.
+        clip: keep examples inside the bounds.
+    """
+
+    name = "fmn"
+
+    def __init__(
+        self,
+        norm: float | str = 2,
+        *,
+        steps: int = 100,
+        gamma: float = 0.05,
+        alpha: tuple[float, float] = (1.0, 0.01),
+        clip: bool = True,
+    ) -> None:
+        super().__init__(norm, steps=steps, gamma=gamma, alpha=alpha, clip=clip)
+        if self.p not in (0, 1, 2, INF):
+            raise ConfigError(f"FMN supports the L0, L1, L2 and Linf norms, got L{self.p}")
+
+    def loss(self, logits: Tensor, criterion: Criterion) -> Tensor:
+        return -criterion.margin(logits)
+
+    def _length(self, grad: Tensor, delta: Tensor, eps: Tensor, loss: Tensor) -> Tensor:
+        """The step length scale, in the norm of the step direction."""
+        if self.p in (2, INF):
+            return eps
+        gap = loss.abs() / lp_norm(grad, 2).clamp_min(1e-12)  # L2 linear estimate: L0/L1 budgets are not lengths
+        return lp_norm(delta, 2) + gap
+
+    def direction(self, grad: Tensor, delta: Tensor, eps: Tensor, loss: Tensor, alpha: float) -> Tensor:
+        u = steepest_direction(grad, self.p if self.p in (2, INF) else 2)
+        return u * _view(alpha * self._length(grad, delta, eps, loss), grad)
+
+    def update_budget(
+        self, eps: Tensor, is_adv: Tensor, norm: Tensor, best: Tensor, loss: Tensor, grad: Tensor, gamma: float
+    ) -> Tensor:
+        found = torch.isfinite(best)
+        if self.p == 0:
+            lin = torch.full_like(eps, float(grad[0].numel()))  # the whole input until a first point is found
+        else:
+            lin = (norm + loss.abs() / lp_norm(grad, dual(self.p)).clamp_min(1e-12)) * (1 + gamma)
+        shrink = torch.minimum(torch.where(torch.isfinite(eps), eps, best) * (1 - gamma), best)
+        return torch.where(is_adv, shrink, torch.where(found, eps * (1 + gamma), lin))
+
+    def fit(self, delta: Tensor, eps: Tensor) -> Tensor:
+        if self.p == 0:
+            return project_l0_ball(delta, eps)
+        return project(delta, self.p, eps)
+
+
+__all__ = ["FMN"]
