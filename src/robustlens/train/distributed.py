@@ -1,0 +1,70 @@
+"""torch.distributed helpers for the training loop (``torchrun --nproc_per_node=N -m robustlens train ...``).
+
+The loop is the same with one process or many: under ``torchrun`` (``WORLD_SIZE > 1`` in the environment) the model
+is wrapped in ``DistributedDataParallel``, each rank reads its share of a ``DistributedSampler`` and only rank 0
+writes logs and checkpoints. The backend is ``gloo`` on CPU and ``nccl`` on CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in a distributed run (``world_size == 1`` for a single process)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def env_world_size() -> int:
+    """``WORLD_SIZE`` as set by ``torchrun`` (1 when not launched by it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def setup(device: torch.device) -> DistInfo:
+    """Join the process group when launched by ``torchrun``; a no-op for a single process."""
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), False)
+    world = env_world_size()
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_available():
+        raise RuntimeError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed support")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), True)
+
+
+def teardown(info: DistInfo) -> None:
+    """Leave the process group if :func:`setup` created it."""
+    if info.initialized_here and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum a tensor over ranks (identity for one process)."""
+    if info.enabled:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values

@@ -1,0 +1,754 @@
+"""The one training loop: :func:`fit` / :class:`Trainer`.
+
+Every training method in robustlens (standard training, the adversarial-training family of eq. (14), the
+regularisers of Sec. III-B3, noise augmentation for smoothing, ACET of eq. (22)-(23)) is an :class:`Objective`
+plugged into this loop; the loop itself owns the optimizer and schedule, the seeded data order, per-epoch
+evaluation, callbacks, atomic checkpoints with exact resume, torch.distributed, AMP and channels_last.
+
+Reproducibility:
+
+- the data order of epoch ``e`` is a permutation drawn from a generator seeded with ``(seed, e)`` (through
+  ``DistributedSampler``, also with one process), so it does not depend on what ran before;
+- random draws inside objectives come from :class:`StepContext` (per-sample streams keyed by the dataset index, or a
+  per-step generator), never from the global generator;
+- the global RNG states (torch, CUDA, NumPy, Python) are saved in every checkpoint and restored on resume, so code
+  that still draws from them (dropout) continues the same stream. Resuming after epoch ``k`` gives bit-identical
+  final weights to an uninterrupted run on the same machine and device.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+
+from ..classifier import Classifier
+from ..errors import ConfigError, InputError, RobustLensWarning
+from ..results import Result, atomic_write_bytes
+from ..seeding import SampleRNG, generator, stable_hash
+from . import distributed as ddp
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = "robustlens-train-checkpoint"
+CHECKPOINT_VERSION = 1
+
+DataSpec = Dataset | tuple[Tensor, Tensor] | Sequence[Tensor]
+
+
+# ---------------------------------------------------------------------------------------------------- contracts
+@dataclass
+class StepContext:
+    """What an objective may use besides the model and the batch.
+
+    Attributes:
+        epoch: 0-based epoch index.
+        step: global optimisation step (0-based, counted on this rank).
+        indices: dataset index of every sample of the batch (keys per-sample random streams).
+        seed: the run's seed.
+        clf: a :class:`~robustlens.classifier.Classifier` on the *unwrapped* model, for attacks. Built with
+            ``eval_mode=False`` when the trainer's ``attack_mode`` is ``"train"`` (the model is attacked as it is
+            trained, BatchNorm in batch-statistics mode, as in Madry et al. and Wong et al.), else ``True``.
+        rank: this process' rank (0 for one process).
+        trainer: the running :class:`Trainer` (read-only use).
+    """
+
+    epoch: int
+    step: int
+    indices: Tensor
+    seed: int
+    clf: Classifier
+    rank: int = 0
+    trainer: Trainer | None = None
+
+    def sample_rng(self, *key: object) -> SampleRNG:
+        """Per-sample random streams keyed by ``(seed, key, epoch)`` and each sample's dataset index.
+
+        The draw for one sample does not depend on the batch size, the rank or the resume point.
+        """
+        return SampleRNG(stable_hash(self.seed, "train", self.epoch, *key), self.indices)
+
+    def generator(self, *key: object) -> torch.Generator:
+        """A generator for batched draws, seeded from ``(seed, key, epoch, step, rank)`` on the model's device."""
+        return generator(self.seed, "train-step", self.epoch, self.step, self.rank, *key, device=self.clf.device)
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """A training objective: the per-batch loss minimised by the loop.
+
+    ``loss`` returns the scalar loss to back-propagate (the batch mean) and a dict of statistics (floats or 0-d
+    tensors, averaged over the epoch and logged). ``model`` is the module to train (wrapped in
+    ``DistributedDataParallel`` under torchrun), already in train mode; it maps data-space inputs to logits.
+    """
+
+    name: str
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, step_ctx: StepContext) -> tuple[Tensor, dict[str, Any]]:
+        ...
+
+
+class Callback(Protocol):
+    """Called by the loop after each epoch's evaluation. Set ``trainer.stop_training = True`` to stop.
+
+    Optional methods the loop calls when present: ``on_train_begin(trainer)``, ``on_batch_end(trainer, step_ctx,
+    stats)``, ``on_train_end(trainer, history)``, ``state_dict()`` / ``load_state_dict(d)`` (saved in checkpoints;
+    must hold only tensors and plain Python values).
+    """
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, history: TrainingHistory) -> None:
+        ...
+
+
+# ---------------------------------------------------------------------------------------------------- results
+@dataclass
+class EpochRecord(Result):
+    """One epoch of training.
+
+    Attributes:
+        epoch: 0-based epoch index.
+        lr: learning rate at the end of the epoch.
+        train: epoch averages of the objective's statistics (``loss``, ``accuracy``, ...), over all ranks.
+        eval: clean ``accuracy`` and ``loss`` on the evaluation data (empty without it).
+        metrics: values recorded by callbacks (robust accuracy, gradient alignment, ...).
+        samples: training samples processed in the epoch, over all ranks.
+        time_s: wall-clock seconds of the training part of the epoch (evaluation and callbacks excluded).
+        objective: name of the objective used in this epoch (a callback may switch it).
+    """
+
+    epoch: int
+    lr: float
+    train: dict[str, float] = field(default_factory=dict)
+    eval: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    samples: int = 0
+    time_s: float = 0.0
+    objective: str = ""
+
+
+@dataclass
+class TrainingHistory(Result):
+    """What :func:`fit` returns: the configuration and one :class:`EpochRecord` per completed epoch.
+
+    Attributes:
+        config: the run's settings (objective, optimizer, lr, schedule, epochs, batch size, seed, world size...).
+        records: one record per completed epoch, in order.
+        stopped_early: whether a callback stopped the run before ``epochs``.
+        stop_reason: why, when it did.
+        checkpoint: path of the last checkpoint written (``None`` without ``out_dir``).
+    """
+
+    config: dict[str, Any] = field(default_factory=dict)
+    records: list[EpochRecord] = field(default_factory=list)
+    stopped_early: bool = False
+    stop_reason: str | None = None
+    checkpoint: str | None = None
+
+    def series(self, key: str) -> list[float]:
+        """Values of one quantity over epochs: ``"train.loss"``, ``"eval.accuracy"``, ``"metrics.robust_accuracy"``,
+        ``"time_s"``... (``nan`` where an epoch did not record it)."""
+        section, _, name = key.partition(".")
+        out = []
+        for r in self.records:
+            if not name:
+                out.append(float(getattr(r, section)))
+                continue
+            d = getattr(r, section)
+            v = d.get(name, float("nan"))
+            out.append(float(v) if isinstance(v, (int, float)) else float("nan"))
+        return out
+
+    @property
+    def last(self) -> EpochRecord:
+        if not self.records:
+            raise ConfigError("the history has no completed epoch")
+        return self.records[-1]
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+class IndexedDataset(Dataset):
+    """Wraps a dataset so that items are ``(x, y, index)``: the index keys per-sample random streams."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, int]:
+        x, y = self.base[i][:2]
+        return x, y, i
+
+
+class DataSpace(nn.Module):
+    """A module applying ``(x - mean) / std`` before ``model``: trains a :class:`Classifier`'s model in data space."""
+
+    mean: Tensor | None
+    std: Tensor | None
+
+    def __init__(self, model: nn.Module, mean: Tensor | None, std: Tensor | None) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", None if mean is None else mean.clone(), persistent=False)
+        self.register_buffer("std", None if std is None else std.clone(), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        if self.mean is not None:
+            x = x - self.mean.view(shape)
+        if self.std is not None:
+            x = x / self.std.view(shape)
+        return self.model(x)
+
+
+def as_dataset(data: DataSpec, name: str) -> Dataset:
+    """Accept a ``Dataset`` or a pair of tensors ``(x, y)`` (also the objects ``robustlens.data`` returns)."""
+    if isinstance(data, Dataset):
+        return data
+    if hasattr(data, "x") and hasattr(data, "y") and isinstance(data.x, Tensor):
+        return TensorDataset(data.x, data.y)  # type: ignore[union-attr]
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
+        x, y = data
+        if x.shape[0] != y.shape[0]:
+            raise InputError(f"{name}: {x.shape[0]} inputs but {y.shape[0]} labels; pass one label per input")
+        if not x.is_floating_point():
+            raise InputError(f"{name}: inputs must be floating point in the data range, got {x.dtype} "
+                             "(images stored as 0-255 integers: use x.float() / 255)")
+        if y.is_floating_point() or y.ndim != 1:
+            raise InputError(f"{name}: labels must be a 1-d tensor of class indices, got {y.dtype} {tuple(y.shape)}")
+        return TensorDataset(x, y)
+    raise InputError(f"{name} must be a torch Dataset or a pair (x, y) of tensors, got {type(data).__name__}")
+
+
+def _tensors_of(ds: Dataset) -> tuple[Tensor, Tensor]:
+    if isinstance(ds, TensorDataset):
+        return ds.tensors[0], ds.tensors[1]
+    xs, ys = zip(*(ds[i][:2] for i in range(len(ds))), strict=True)  # type: ignore[arg-type]
+    return torch.stack(list(xs)), torch.as_tensor(ys)
+
+
+def _rng_state() -> dict[str, Any]:
+    """Global RNG states as tensors (loadable with ``torch.load(weights_only=True)``)."""
+    np_state: Any = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+        "numpy_meta": torch.tensor([int(np_state[2]), int(np_state[3])], dtype=torch.int64),
+        "numpy_gauss": torch.tensor(float(np_state[4]), dtype=torch.float64),
+        "python": torch.tensor(list(py_state[1]), dtype=torch.int64),
+        "python_version": int(py_state[0]),
+        "python_gauss": None if py_state[2] is None else float(py_state[2]),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    meta = state["numpy_meta"].tolist()
+    np.random.set_state(
+        ("MT19937", state["numpy_keys"].numpy().astype(np.uint32), meta[0], meta[1], float(state["numpy_gauss"]))
+    )
+    random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write a checkpoint atomically (temporary file + rename): an interruption never leaves half a file."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    path = Path(path)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a training checkpoint with ``torch.load(weights_only=True)`` (no arbitrary pickle execution)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no checkpoint at {path}; train first, or drop resume")
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"{path} is not a robustlens training checkpoint")
+    return payload
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _to_float(v: Any) -> float:
+    return float(v.detach()) if isinstance(v, Tensor) else float(v)
+
+
+# ---------------------------------------------------------------------------------------------------- trainer
+Schedule = Literal["cosine", "onecycle", "constant"]
+OptimizerName = Literal["sgd", "adam"]
+
+
+class Trainer:
+    """The training loop. :func:`fit` builds one and calls :meth:`fit`; see :func:`fit` for the arguments.
+
+    Attributes set during training that callbacks may read or change: ``model`` (the module trained, unwrapped),
+    ``objective`` (may be replaced, e.g. by the catastrophic-overfitting detector), ``optimizer``, ``scheduler``,
+    ``epoch``, ``stop_training`` / ``stop_reason``, ``dist`` (rank and world size), ``out_dir``, ``device``,
+    ``bounds``, ``eval_data`` (tensors), ``classifier()`` (an eval-mode Classifier on the current model).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Classifier,
+        *,
+        objective: Objective | None = None,
+        epochs: int = 1,
+        optimizer: OptimizerName = "sgd",
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        schedule: Schedule = "cosine",
+        weight_decay: float = 5e-4,
+        batch_size: int = 128,
+        seed: int = 0,
+        callbacks: Sequence[Callback] = (),
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        device: str | torch.device | None = None,
+        amp: bool = False,
+        channels_last: bool = False,
+        progress: bool = True,
+        bounds: tuple[float, float] | None = None,
+        attack_mode: Literal["train", "eval"] = "train",
+        eval_batch_size: int = 512,
+    ) -> None:
+        if isinstance(model, Classifier):
+            clf = model
+            net: nn.Module = clf.model
+            if clf.mean is not None or clf.std is not None:
+                net = DataSpace(clf.model, clf.mean, clf.std)
+            bounds = bounds or clf.bounds
+        elif isinstance(model, nn.Module):
+            net = model
+        else:
+            raise ConfigError(f"model must be an nn.Module or a Classifier, got {type(model).__name__}")
+        if epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {epochs}")
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ConfigError(f"lr must be a positive number, got {lr}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
+        if optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"unknown optimizer {optimizer!r}; use 'sgd' or 'adam'")
+        if schedule not in ("cosine", "onecycle", "constant"):
+            raise ConfigError(f"unknown schedule {schedule!r}; use 'cosine', 'onecycle' or 'constant'")
+        if attack_mode not in ("train", "eval"):
+            raise ConfigError(f"attack_mode must be 'train' or 'eval', got {attack_mode!r}")
+        if resume and out_dir is None:
+            raise ConfigError("resume=True needs out_dir: the checkpoint to resume from lives there")
+        if objective is None:
+            from .objectives import Standard
+
+            objective = Standard()
+        if not isinstance(objective, Objective):
+            raise ConfigError(
+                f"objective must have a name and a loss(model, x, y, *, step_ctx) method, got {type(objective)}"
+            )
+        params = list(net.parameters())
+        if not params:
+            raise ConfigError("the model has no parameters to train")
+        self.device = torch.device(device) if device is not None else params[0].device
+        if (amp or channels_last) and self.device.type != "cuda":
+            raise ConfigError(
+                f"amp and channels_last are supported on CUDA only (device is {self.device}); drop them on CPU"
+            )
+        self.model = net.to(self.device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.objective: Objective = objective
+        self.epochs = int(epochs)
+        self.optimizer_name = optimizer
+        self.lr = float(lr)
+        self.momentum = float(momentum)
+        self.schedule = schedule
+        self.weight_decay = float(weight_decay)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.callbacks = list(callbacks)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.resume = resume
+        self.amp = amp
+        self.channels_last = channels_last
+        self.progress = progress
+        self.bounds = bounds or (0.0, 1.0)
+        self.attack_mode = attack_mode
+        self.eval_batch_size = int(eval_batch_size)
+        self.stop_training = False
+        self.stop_reason: str | None = None
+        self.epoch = 0
+        self.step = 0
+        self.dist = ddp.DistInfo()
+        self.eval_data: tuple[Tensor, Tensor] | None = None
+        self.history = TrainingHistory()
+        self.ddp_model: nn.Module = self.model
+
+    # ------------------------------------------------------------------ public helpers
+    def classifier(self, *, eval_mode: bool = True) -> Classifier:
+        """A :class:`Classifier` on the current (unwrapped) model, in data space, for evaluation and attacks."""
+        return Classifier(self.model, bounds=self.bounds, eval_mode=eval_mode, check_bounds=False,
+                          batch_size=self.eval_batch_size)
+
+    def checkpoint_path(self) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / CHECKPOINT_NAME
+
+    def config(self) -> dict[str, Any]:
+        obj_cfg = getattr(self.objective, "config", None)
+        return {
+            "objective": self.objective.name,
+            "objective_config": obj_cfg() if callable(obj_cfg) else {},
+            "epochs": self.epochs,
+            "optimizer": self.optimizer_name,
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "schedule": self.schedule,
+            "weight_decay": self.weight_decay,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "world_size": self.dist.world_size,
+            "amp": self.amp,
+            "channels_last": self.channels_last,
+            "attack_mode": self.attack_mode,
+            "device": str(self.device),
+        }
+
+    # ------------------------------------------------------------------ set-up
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        params = self.model.parameters()
+        if self.optimizer_name == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    def _build_scheduler(self, opt: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+        if self.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+        if self.schedule == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=max(2, total_steps))
+        return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+
+    def _fingerprint(self) -> dict[str, Any]:
+        cfg = self.config()
+        return {k: cfg[k] for k in ("epochs", "optimizer", "lr", "schedule", "weight_decay", "batch_size", "seed",
+                                    "world_size")}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_payload(self, epoch: int) -> dict[str, Any]:
+        cb_states = {}
+        for i, cb in enumerate(self.callbacks):
+            sd = getattr(cb, "state_dict", None)
+            if callable(sd):
+                cb_states[f"{i}:{type(cb).__name__}"] = sd()
+        payload: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "epoch": epoch,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": _rng_state(),
+            "history": self.history.to_dict(),
+            "objective": self.objective.name,
+            "fingerprint": self._fingerprint(),
+            "callbacks": cb_states,
+        }
+        if self.scaler is not None:
+            payload["scaler"] = self.scaler.state_dict()
+        return payload
+
+    def _restore(self, payload: dict[str, Any]) -> int:
+        fp = payload.get("fingerprint", {})
+        mine = self._fingerprint()
+        diff = {k: (fp.get(k), v) for k, v in mine.items() if fp.get(k) != v}
+        if diff:
+            detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+            raise ConfigError(
+                f"cannot resume: the run's settings differ from the checkpoint's ({detail}); use the same settings "
+                "or a fresh out_dir"
+            )
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        if self.scaler is not None and "scaler" in payload:
+            self.scaler.load_state_dict(payload["scaler"])
+        _set_rng_state(payload["rng"])
+        self.step = int(payload["step"])
+        from ..results import _from_jsonable
+
+        hist = _from_jsonable(payload["history"], {})
+        if isinstance(hist, TrainingHistory):
+            self.history = hist
+        if payload.get("objective") != self.objective.name:
+            self._restore_objective(str(payload.get("objective")))
+        states = payload.get("callbacks", {})
+        for i, cb in enumerate(self.callbacks):
+            key = f"{i}:{type(cb).__name__}"
+            load = getattr(cb, "load_state_dict", None)
+            if key in states and callable(load):
+                load(states[key])
+        return int(payload["epoch"])
+
+    def _restore_objective(self, name: str) -> None:
+        for cb in self.callbacks:
+            alt = getattr(cb, "switch_to", None)
+            if alt is not None and getattr(alt, "name", None) == name:
+                self.objective = alt
+                return
+        raise ConfigError(
+            f"the checkpoint was trained with objective {name!r} at the end but this run uses "
+            f"{self.objective.name!r}; resume with the same objective"
+        )
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict[str, float]:
+        """Clean accuracy and mean cross-entropy of the current model on the evaluation data (eval mode)."""
+        if self.eval_data is None:
+            return {}
+        x, y = self.eval_data
+        clf = self.classifier()
+        logits = clf.logits(x.to(self.device), validate=False)
+        y = y.to(logits.device)
+        return {
+            "accuracy": float((logits.argmax(1) == y).float().mean()),
+            "loss": float(F.cross_entropy(logits.float(), y)),
+        }
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, train_data: DataSpec, eval_data: DataSpec | None = None) -> TrainingHistory:
+        """Train for ``epochs`` epochs (or until a callback stops) and return the :class:`TrainingHistory`."""
+        train_ds = as_dataset(train_data, "train_data")
+        if len(train_ds) == 0:  # type: ignore[arg-type]
+            raise InputError("train_data is empty")
+        if eval_data is not None:
+            self.eval_data = _tensors_of(as_dataset(eval_data, "eval_data"))
+        self.dist = ddp.setup(self.device)
+        try:
+            return self._fit(train_ds)
+        finally:
+            ddp.teardown(self.dist)
+
+    def _fit(self, train_ds: Dataset) -> TrainingHistory:
+        info = self.dist
+        if info.enabled and self.batch_size % info.world_size:
+            raise ConfigError(
+                f"batch_size {self.batch_size} is the global batch and must be divisible by the "
+                f"{info.world_size} processes"
+            )
+        sampler: DistributedSampler = DistributedSampler(
+            IndexedDataset(train_ds), num_replicas=info.world_size, rank=info.rank, shuffle=True,
+            seed=stable_hash(self.seed, "order") % (2**31), drop_last=False,
+        )
+        loader = DataLoader(IndexedDataset(train_ds), batch_size=self.batch_size // info.world_size,
+                            sampler=sampler, num_workers=0, drop_last=False)
+        steps_per_epoch = len(loader)
+        if info.enabled:
+            kw: dict[str, Any] = {}
+            if self.device.type == "cuda":
+                kw["device_ids"] = [self.device.index or 0]
+            self.ddp_model = nn.parallel.DistributedDataParallel(self.model, **kw)
+        else:
+            self.ddp_model = self.model
+        self.optimizer = self._build_optimizer()
+        self.scheduler = self._build_scheduler(self.optimizer, self.epochs * steps_per_epoch)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self.history = TrainingHistory(config=self.config())
+        start_epoch = 0
+        ckpt = self.checkpoint_path()
+        if self.resume and ckpt is not None and ckpt.is_file():
+            start_epoch = self._restore(load_checkpoint(ckpt, map_location=self.device)) + 1
+        elif self.resume and info.is_main:
+            warnings.warn(f"resume=True but no checkpoint at {ckpt}: training from scratch", RobustLensWarning,
+                          stacklevel=3)
+        for cb in self.callbacks:
+            begin = getattr(cb, "on_train_begin", None)
+            if callable(begin):
+                begin(self)
+        attack_clf = Classifier(self.model, bounds=self.bounds, eval_mode=self.attack_mode == "eval",
+                                check_bounds=False, device=self.device)
+        for epoch in range(start_epoch, self.epochs):
+            if self.stop_training:
+                break
+            self.epoch = epoch
+            sampler.set_epoch(epoch)
+            record = self._train_epoch(loader, attack_clf, epoch)
+            record.eval = self.evaluate()
+            self.history.records.append(record)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, epoch, self.history)
+            if self.stop_training:
+                self.history.stopped_early = True
+                self.history.stop_reason = self.stop_reason
+            if ckpt is not None:
+                if info.is_main:
+                    save_checkpoint(ckpt, self._checkpoint_payload(epoch))
+                    self.history.checkpoint = str(ckpt)
+                ddp.barrier(info)
+        for cb in self.callbacks:
+            end = getattr(cb, "on_train_end", None)
+            if callable(end):
+                end(self, self.history)
+        if self.out_dir is not None and info.is_main:
+            self.history.save(self.out_dir / "history.json")
+        return self.history
+
+    def _train_epoch(self, loader: DataLoader, attack_clf: Classifier, epoch: int) -> EpochRecord:
+        info = self.dist
+        model = self.ddp_model
+        model.train()
+        sums: dict[str, float] = {}
+        n_seen = 0
+        t0 = time.perf_counter()
+        bar = None
+        it: Any = loader
+        if self.progress and info.is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.epochs} [{self.objective.name}]", leave=False)
+            it = bar
+        for x, y, idx in it:
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            if self.channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            ctx = StepContext(epoch=epoch, step=self.step, indices=idx, seed=self.seed, clf=attack_clf,
+                              rank=info.rank, trainer=self)
+            with torch.autocast(device_type=self.device.type, enabled=self.amp):
+                loss, stats = self.objective.loss(model, x, y, step_ctx=ctx)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the training loss became {float(loss)} at epoch {epoch}, step {self.step}; lower the "
+                    "learning rate or check the data range"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            b = x.shape[0]
+            n_seen += b
+            stats = {"loss": loss.detach(), **stats}
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + _to_float(v) * b
+            if bar is not None:
+                bar.set_postfix(loss=f"{sums['loss'] / n_seen:.3f}")
+            for cb in self.callbacks:
+                hook = getattr(cb, "on_batch_end", None)
+                if callable(hook):
+                    hook(self, ctx, stats)
+        if bar is not None:
+            bar.close()
+        elapsed = time.perf_counter() - t0
+        keys = sorted(sums)
+        packed = torch.tensor([sums[k] for k in keys] + [float(n_seen)], dtype=torch.float64)
+        packed = ddp.all_reduce_sum(packed, info)
+        total = float(packed[-1])
+        train = {k: float(packed[i]) / max(total, 1.0) for i, k in enumerate(keys)}
+        return EpochRecord(epoch=epoch, lr=float(self.optimizer.param_groups[0]["lr"]), train=train,
+                           samples=int(total), time_s=elapsed, objective=self.objective.name)
+
+
+def fit(
+    model: nn.Module | Classifier,
+    train_data: DataSpec,
+    *,
+    objective: Objective | None = None,
+    epochs: int = 1,
+    optimizer: OptimizerName = "sgd",
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    schedule: Schedule = "cosine",
+    weight_decay: float = 5e-4,
+    batch_size: int = 128,
+    seed: int = 0,
+    eval_data: DataSpec | None = None,
+    callbacks: Sequence[Callback] = (),
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    channels_last: bool = False,
+    progress: bool = True,
+    bounds: tuple[float, float] | None = None,
+    attack_mode: Literal["train", "eval"] = "train",
+) -> TrainingHistory:
+    """Train ``model`` on ``train_data`` by minimising ``objective`` (paper eq. (1), or eq. (14) for adversarial
+    objectives) and return the :class:`TrainingHistory`.
+
+    Args:
+        model: a module mapping data-space inputs to logits, or a :class:`Classifier` (its mean/std are applied
+            inside; its bounds are used by the attacks). Trained in place.
+        train_data: a ``Dataset`` of ``(x, y)`` or a pair of tensors; inputs in the data range ``bounds``.
+        objective: an :class:`Objective` (default: :class:`~robustlens.train.objectives.Standard` cross-entropy).
+        epochs: number of passes over the data.
+        optimizer: ``"sgd"`` (with ``momentum``, Nesterov off) or ``"adam"``.
+        lr: the (peak) learning rate.
+        schedule: ``"cosine"`` (annealed to 0 per step), ``"onecycle"`` (Smith & Topin 2019, used by Wong et al.
+            2020 for fast AT) or ``"constant"``.
+        weight_decay: L2 weight decay of the optimizer.
+        batch_size: global batch size (split over processes under torchrun).
+        seed: seed of the data order and of every random draw of the objectives.
+        eval_data: held-out data evaluated (clean accuracy, loss) after every epoch.
+        callbacks: objects with ``on_epoch_end(trainer, epoch, history)``; see :class:`Callback`.
+        out_dir: where ``checkpoint.pt`` (each epoch, atomic) and ``history.json`` are written (rank 0).
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists (settings must match).
+        device: where to train (default: the model's device).
+        amp: mixed precision (float16 autocast + gradient scaling), CUDA only.
+        channels_last: channels-last memory format for 4-d inputs, CUDA only.
+        progress: show a tqdm bar per epoch (rank 0).
+        bounds: data range for attacks (default ``(0, 1)``, or the Classifier's).
+        attack_mode: ``"train"`` attacks the model in train mode (BatchNorm batch statistics, as in Madry et al.
+            2018 and Wong et al. 2020), ``"eval"`` in eval mode.
+
+    Example:
+        >>> from robustlens.train import fit, PGDAT
+        >>> hist = fit(model, (x, y), objective=PGDAT(eps=0.3, steps=10), epochs=10, lr=0.05, eval_data=(xt, yt))
+        >>> hist.series("eval.accuracy")
+    """
+    trainer = Trainer(
+        model, objective=objective, epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum,
+        schedule=schedule, weight_decay=weight_decay, batch_size=batch_size, seed=seed, callbacks=callbacks,
+        out_dir=out_dir, resume=resume, device=device, amp=amp, channels_last=channels_last, progress=progress,
+        bounds=bounds, attack_mode=attack_mode,
+    )
+    return trainer.fit(train_data, eval_data)
+
+
+def accuracy_under(
+    clf: Classifier, x: Tensor, y: Tensor, perturb: Callable[[Tensor, Tensor], Tensor] | None = None,
+    batch_size: int = 512,
+) -> float:
+    """Accuracy of ``clf`` on ``perturb(x, y)`` (clean when ``perturb`` is None), batched."""
+    correct = 0
+    for i in range(0, x.shape[0], batch_size):
+        xb, yb = x[i:i + batch_size].to(clf.device), y[i:i + batch_size].to(clf.device)
+        if perturb is not None:
+            xb = perturb(xb, yb)
+        correct += int((clf.predict(xb, validate=False) == yb).sum())
+    return correct / max(1, x.shape[0])

@@ -1,0 +1,497 @@
+"""Training objectives plugged into the one loop (:func:`robustlens.train.fit`).
+
+Each objective is a small class with ``name`` and ``loss(model, x, y, *, step_ctx) -> (loss, stats)``. Objectives that
+train on perturbed inputs also expose ``perturb(model, x, y, step_ctx) -> x'`` so the inner problem can be inspected
+and tested on its own. Adversarial examples come from :mod:`robustlens.attacks` (the attack's ``run`` on the
+trainer's :class:`~robustlens.classifier.Classifier`, which is built with ``eval_mode=False`` when the trainer attacks
+in train mode); the regularisers (GradAlign, CURE) differentiate input gradients with ``create_graph=True``.
+
+Per-sample input gradients are taken of the *summed* per-sample losses, so each sample's input gradient is the
+gradient of its own loss and does not shrink with the batch size.
+
+References: paper eq. (14) (adversarial training), Sec. III-B2 (catastrophic overfitting), III-B3 (regularisation),
+IV-C4 eq. (22)-(23) (ACET).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..attacks.base import Attack, Criterion
+from ..attacks.norms import INF, check_eps, norm_name, parse_norm
+from ..errors import ConfigError
+from .loop import StepContext
+
+
+def _accuracy(logits: Tensor, y: Tensor) -> Tensor:
+    return (logits.detach().argmax(1) == y).float().mean()
+
+
+def _view(v: Tensor, like: Tensor) -> Tensor:
+    return v.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def input_grad(model: nn.Module, x: Tensor, fn: Any, *, create_graph: bool) -> tuple[Tensor, Tensor]:
+    """``(per-sample values fn(model(x)), d sum(values) / dx)``; with ``create_graph`` the gradient is differentiable
+    with respect to the weights (double back-propagation, used by GradAlign and CURE)."""
+    with torch.enable_grad():
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        values = fn(model(x))
+        (g,) = torch.autograd.grad(values.sum(), x, create_graph=create_graph)
+    return values, g
+
+
+class _LastIterate(Criterion):
+    """A criterion under which no iterate counts as adversarial, so the shared iterative loop runs every step on
+    every sample and returns the *last* iterate: the inner maximisation of adversarial training (Madry et al.;
+    Wong et al.), not the first adversarial point that an evaluation attack stops at."""
+
+    def is_adversarial(self, logits: Tensor) -> Tensor:
+        return torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
+
+    def __getitem__(self, idx: Tensor | slice) -> Criterion:
+        return _LastIterate(self.labels[idx], None if self.targets is None else self.targets[idx])
+
+
+def run_attack(
+    attack: Attack, x: Tensor, y: Tensor, ctx: StepContext, key: str, *, last_iterate: bool = True
+) -> Tensor:
+    """Adversarial examples for a training batch from a :mod:`robustlens.attacks` attack.
+
+    Calls ``attack.run`` (the attack's perturbation path, without the extra clean and final forward passes of
+    ``attack(...)``) on the trainer's Classifier; random starts draw from per-sample streams keyed by
+    ``(seed, key, epoch, dataset index)``. With ``last_iterate`` (eps-bounded attacks) the attack's last iterate is
+    returned for every sample (see :class:`_LastIterate`); otherwise the attack's own criterion (misclassification)
+    decides. The result is clipped to the bounds and detached.
+    """
+    clf = ctx.clf
+    crit: Criterion = _LastIterate(y) if last_iterate else Criterion(y)
+    with clf.analysis_mode():
+        adv = attack.run(clf, x.detach(), crit, ctx.sample_rng(key))
+    return clf.clip(adv.detach()) if attack.clip else adv.detach()
+
+
+# ---------------------------------------------------------------------------------------------------- standard
+class Standard:
+    """Empirical risk minimisation with cross-entropy (paper eq. (1)-(2))."""
+
+    name = "standard"
+
+    def config(self) -> dict[str, Any]:
+        return {}
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, step_ctx: StepContext) -> tuple[Tensor, dict[str, Any]]:
+        logits = model(x)
+        return F.cross_entropy(logits, y), {"accuracy": _accuracy(logits, y)}
+
+
+class _OnPerturbed:
+    """Cross-entropy on ``perturb(x)``: the shared body of the adversarial-training objectives (eq. 14)."""
+
+    name = "perturbed"
+
+    def config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in vars(self).items():
+            if not k.startswith("_") and isinstance(v, (int, float, str, bool, type(None))):
+                out[k] = norm_name(float(v)) if k == "p" and isinstance(v, (int, float)) else v
+        return out
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, step_ctx: StepContext) -> tuple[Tensor, dict[str, Any]]:
+        adv = self.perturb(model, x, y, step_ctx)
+        logits = model(adv)
+        return F.cross_entropy(logits, y), {"accuracy": _accuracy(logits, y)}
+
+
+def _pgd(norm: float, eps: float, steps: int, step_size: float, random_start: bool, loss: Any = "ce") -> Attack:
+    from ..attacks.pgd import PGD
+
+    return PGD(norm=norm, eps=eps, steps=steps, alpha=step_size, random_start=random_start, loss=loss)
+
+
+class PGDAT(_OnPerturbed):
+    """PGD adversarial training (Madry et al., ICLR 2018; paper eq. (14)).
+
+    Minimises ``E max_{||r||_p <= eps} CE(x + r, y)``, the inner maximum approximated by ``steps`` steps of projected
+    gradient ascent of size ``step_size`` from a random start in the ball (the attacks package's ``PGD``).
+
+    Args:
+        eps: radius of the ball.
+        norm: ``"inf"`` (default), ``2`` or ``1``.
+        steps: PGD iterations (Madry et al. use 40 on MNIST, 7 on CIFAR-10).
+        step_size: default ``2.5 * eps / steps``.
+        random_start: start from a uniform point of the ball.
+    """
+
+    name = "pgd"
+
+    def __init__(self, eps: float, *, norm: float | str = INF, steps: int = 10, step_size: float | None = None,
+                 random_start: bool = True) -> None:
+        if steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {steps}")
+        self.eps = check_eps(eps)
+        self.p = parse_norm(norm)
+        self.steps = int(steps)
+        self.step_size = float(step_size) if step_size is not None else 2.5 * self.eps / self.steps
+        self.random_start = random_start
+        self._attack = _pgd(self.p, self.eps, self.steps, self.step_size, random_start)
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
+        return run_attack(self._attack, x, y, step_ctx, self.name)
+
+
+class FGSMAT(_OnPerturbed):
+    """FGSM adversarial training (Goodfellow et al., ICLR 2015): one signed-gradient step of size ``eps`` from the
+    clean input, ``x + eps sign(grad_x CE)``; prone to catastrophic overfitting at large eps (paper Sec. III-B2)."""
+
+    name = "fgsm"
+
+    def __init__(self, eps: float, *, norm: float | str = INF) -> None:
+        self.eps = check_eps(eps)
+        self.p = parse_norm(norm)
+        from ..attacks.fgsm import FGSM
+
+        self._attack = FGSM(norm=self.p, eps=self.eps)
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
+        return run_attack(self._attack, x, y, step_ctx, self.name)
+
+
+class FGSMRS(_OnPerturbed):
+    """"Fast" adversarial training, FGSM with a random start (Wong, Rice and Kolter, ICLR 2020).
+
+    A uniform start in the eps-ball, then one signed-gradient step of size ``alpha`` (default ``1.25 eps``), projected
+    back onto the ball: one PGD step from a random start. Costs about two standard steps (one extra forward and
+    backward pass).
+    """
+
+    name = "fgsm-rs"
+
+    def __init__(self, eps: float, *, alpha: float | None = None, norm: float | str = INF) -> None:
+        self.eps = check_eps(eps)
+        self.p = parse_norm(norm)
+        self.alpha = float(alpha) if alpha is not None else 1.25 * self.eps
+        self._attack = _pgd(self.p, self.eps, 1, self.alpha, True)
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
+        return run_attack(self._attack, x, y, step_ctx, self.name)
+
+
+class GradAlign(_OnPerturbed):
+    """FGSM training with the gradient-alignment regulariser (Andriushchenko and Flammarion, NeurIPS 2020).
+
+    ``CE(x_fgsm, y) + lam * E[1 - cos(grad_x CE(x, y), grad_x CE(x + eta, y))]`` with ``eta`` uniform in the
+    Linf eps-ball. Both input gradients are differentiated (double back-propagation); keeping them aligned keeps the
+    loss locally linear, which prevents catastrophic overfitting (paper Sec. III-B2).
+
+    Args:
+        eps: radius; the FGSM step is ``eps`` from the clean input.
+        lam: regularisation weight (Andriushchenko and Flammarion use 0.2 at eps = 8/255 on CIFAR-10 and scale
+            it with eps).
+    """
+
+    name = "gradalign"
+
+    def __init__(self, eps: float, *, lam: float = 0.2, norm: float | str = INF) -> None:
+        self.eps = check_eps(eps)
+        self.lam = float(lam)
+        self.p = parse_norm(norm)
+        if self.p != INF:
+            raise ConfigError("GradAlign is implemented for the Linf norm (the uniform noise is drawn in the cube)")
+        from ..attacks.fgsm import FGSM
+
+        self._attack = FGSM(norm=self.p, eps=self.eps)
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
+        return run_attack(self._attack, x, y, step_ctx, self.name)
+
+    def noise(self, x: Tensor, step_ctx: StepContext) -> Tensor:
+        """The uniform point of the eps-cube where the second gradient is taken (clipped to the bounds)."""
+        u = torch.rand(x.shape, generator=step_ctx.generator(self.name), device=x.device, dtype=x.dtype)
+        return step_ctx.clf.clip(x + (2 * u - 1) * self.eps)
+
+    def regulariser(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
+        """Per-sample ``1 - cos(grad_x CE(x), grad_x CE(x + eta))``, differentiable in the weights."""
+        def ce(z: Tensor) -> Tensor:
+            return F.cross_entropy(z, y, reduction="none")
+
+        _, g1 = input_grad(model, x, ce, create_graph=True)
+        _, g2 = input_grad(model, self.noise(x, step_ctx), ce, create_graph=True)
+        return 1.0 - F.cosine_similarity(g1.flatten(1), g2.flatten(1), dim=1, eps=1e-12)
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, step_ctx: StepContext) -> tuple[Tensor, dict[str, Any]]:
+        adv = self.perturb(model, x, y, step_ctx)
+        logits = model(adv)
+        ce = F.cross_entropy(logits, y)
+        reg = self.regulariser(model, x, y, step_ctx).mean()
+        return ce + self.lam * reg, {"accuracy": _accuracy(logits, y), "ce": ce.detach(),
+                                     "grad_cosine": 1.0 - reg.detach()}
+
+
+class TRADES:
+    """TRADES (Zhang et al., ICML 2019): ``CE(f(x), y) + beta * KL(p(x) || p(x'))`` with ``x'`` maximising the KL
+    divergence inside the eps-ball.
+
+    The inner maximisation runs the attacks package's ``PGD`` on the loss ``KL(p(x) || p(.))`` (clean
+    probabilities held fixed), ``steps`` steps, last iterate. The reference implementation starts from
+    ``x + 0.001 N(0, 1)``; we start from a uniform point of the ball (the PGD random start), which also avoids the
+    zero gradient of the KL at ``x' = x``.
+    """
+
+    name = "trades"
+
+    def __init__(self, eps: float, *, beta: float = 6.0, steps: int = 10, step_size: float | None = None,
+                 norm: float | str = INF) -> None:
+        if steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {steps}")
+        self.eps = check_eps(eps)
+        self.beta = float(beta)
+        self.steps = int(steps)
+        self.p = parse_norm(norm)
+        self.step_size = float(step_size) if step_size is not None else 2.5 * self.eps / self.steps
+
+    def config(self) -> dict[str, Any]:
+        return {"eps": self.eps, "beta": self.beta, "steps": self.steps, "step_size": self.step_size,
+                "norm": norm_name(self.p)}
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
+        clf = step_ctx.clf
+        with torch.no_grad(), clf.analysis_mode():
+            log_p_clean = F.log_softmax(clf.forward(x), dim=1)
+
+        def kl(logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
+            return (log_p_clean.exp() * (log_p_clean - F.log_softmax(logits, dim=1))).sum(1)
+
+        attack = _pgd(self.p, self.eps, self.steps, self.step_size, True, loss=kl)
+        return run_attack(attack, x, y, step_ctx, self.name)
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, step_ctx: StepContext) -> tuple[Tensor, dict[str, Any]]:
+        adv = self.perturb(model, x, y, step_ctx)
+        logits = model(x)
+        logits_adv = model(adv)
+        ce = F.cross_entropy(logits, y)
+        kl = F.kl_div(F.log_softmax(logits_adv, dim=1), F.log_softmax(logits, dim=1), reduction="batchmean",
+                      log_target=True)
+        return ce + self.beta * kl, {"accuracy": _accuracy(logits, y), "adv_accuracy": _accuracy(logits_adv, y),
+                                     "kl": kl.detach()}
+
+
+class CURE:
+    """CURE (Moosavi-Dezfooli, Fawzi, Uesato and Frossard, CVPR 2019): curvature regularisation.
+
+    ``CE(f(x), y) + lam * E ||grad_x l(x + h z) - grad_x l(x)||_2^2`` with ``z = sign(grad_x l(x)) / ||sign(...)||_2``
+    (a unit L2 vector along the gradient-sign direction, held fixed): a finite-difference estimate of the curvature
+    of the loss along the direction where it is largest (paper Sec. II-C and III-B3). Both gradients are
+    differentiated in the weights. The reference code uses the norm rather than its square; we follow the paper's
+    formula.
+
+    Args:
+        h: finite-difference step (the reference code anneals it up to 1.5 on CIFAR-10 in [0, 255] / 255 units).
+        lam: regularisation weight (4 in the reference).
+    """
+
+    name = "cure"
+
+    def __init__(self, *, h: float = 1.5, lam: float = 4.0) -> None:
+        if not h > 0:
+            raise ConfigError(f"h must be > 0, got {h}")
+        if lam < 0:
+            raise ConfigError(f"lam must be >= 0, got {lam}")
+        self.h = float(h)
+        self.lam = float(lam)
+
+    def config(self) -> dict[str, Any]:
+        return {"h": self.h, "lam": self.lam}
+
+    def regulariser(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """Per-sample ``||grad l(x + h z) - grad l(x)||_2^2``, differentiable in the weights."""
+        def ce(z: Tensor) -> Tensor:
+            return F.cross_entropy(z, y, reduction="none")
+
+        _, g0 = input_grad(model, x, ce, create_graph=True)
+        s = g0.detach().sign()
+        z = s / _view(s.flatten(1).norm(dim=1).clamp_min(1e-12), s)
+        _, g1 = input_grad(model, x + self.h * z, ce, create_graph=True)
+        return (g1 - g0).flatten(1).pow(2).sum(1)
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, step_ctx: StepContext) -> tuple[Tensor, dict[str, Any]]:
+        logits = model(x)
+        ce = F.cross_entropy(logits, y)
+        reg = self.regulariser(model, x, y).mean()
+        return ce + self.lam * reg, {"accuracy": _accuracy(logits, y), "ce": ce.detach(), "curvature": reg.detach()}
+
+
+class DeepFoolAT(_OnPerturbed):
+    """Training on DeepFool's minimal L2 perturbations (Moosavi-Dezfooli et al., CVPR 2016, Sec. 4; paper eq. (8)).
+
+    ``(1 - w) CE(x, y) + w CE(x + r_df, y)`` where ``r_df`` is DeepFool's minimal L2 perturbation (with overshoot),
+    optionally capped at ``max_norm``. Samples already misclassified keep their clean input.
+
+    Args:
+        overshoot, max_iter, candidates: passed to :class:`robustlens.attacks.deepfool.DeepFool`.
+        max_norm: rescale perturbations longer than this (``None``: no cap).
+        weight: ``w``, the weight of the perturbed term.
+    """
+
+    name = "deepfool"
+
+    def __init__(self, *, overshoot: float = 0.02, max_iter: int = 10, candidates: int | None = 10,
+                 max_norm: float | None = None, weight: float = 0.5) -> None:
+        from ..attacks.deepfool import DeepFool
+
+        if not 0 <= weight <= 1:
+            raise ConfigError(f"weight must be in [0, 1], got {weight}")
+        self.overshoot = float(overshoot)
+        self.max_iter = int(max_iter)
+        self.max_norm = None if max_norm is None else check_eps(max_norm)
+        self.weight = float(weight)
+        self._attack = DeepFool(norm=2, overshoot=overshoot, max_iter=max_iter, candidates=candidates)
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
+        adv = run_attack(self._attack, x, y, step_ctx, self.name, last_iterate=False)
+        if self.max_norm is not None:
+            r = adv - x
+            n = r.flatten(1).norm(dim=1)
+            scale = torch.where(n > self.max_norm, self.max_norm / n.clamp_min(1e-12), torch.ones_like(n))
+            adv = step_ctx.clf.clip(x + r * _view(scale, r))
+        return adv
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, step_ctx: StepContext) -> tuple[Tensor, dict[str, Any]]:
+        adv = self.perturb(model, x, y, step_ctx)
+        w = self.weight
+        if w < 1:
+            both = model(torch.cat([x, adv]))
+            logits, logits_adv = both[: x.shape[0]], both[x.shape[0]:]
+            loss = (1 - w) * F.cross_entropy(logits, y) + w * F.cross_entropy(logits_adv, y)
+            stats = {"accuracy": _accuracy(logits, y), "adv_accuracy": _accuracy(logits_adv, y)}
+        else:
+            logits_adv = model(adv)
+            loss = F.cross_entropy(logits_adv, y)
+            stats = {"adv_accuracy": _accuracy(logits_adv, y)}
+        stats["l2"] = (adv - x).flatten(1).norm(dim=1).mean().detach()
+        return loss, stats
+
+
+class GaussianAugmentation(_OnPerturbed):
+    """Training on ``x + sigma * N(0, I)`` (Cohen, Rosenfeld and Kolter, ICML 2019): the base classifier of
+    randomized smoothing. The noisy input is not clipped to the bounds, as in the reference."""
+
+    name = "gaussian"
+
+    def __init__(self, sigma: float) -> None:
+        if not sigma > 0:
+            raise ConfigError(f"sigma must be > 0, got {sigma}")
+        self.sigma = float(sigma)
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
+        g = step_ctx.generator(self.name)
+        return x + self.sigma * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+
+
+NoiseKind = Literal["uniform", "permuted"]
+
+
+class ACET:
+    """Adversarial confidence enhanced training (Hein, Andriushchenko and Bitterwolf, CVPR 2019; paper eq. (22)-(23)).
+
+    ``CE(f(x), y) + lam * E_z max_{||u - z||_p <= eta} max_k log p_k(u)``: the worst-case (log-)confidence in an
+    eta-ball around out-of-distribution noise ``z`` is pushed down, so the model is not over-confident far from
+    the data. ``z`` is uniform noise in the bounds (``"uniform"``) or the batch's images with their pixels randomly
+    permuted (``"permuted"``). The inner maximum is approximated by ``steps`` projected signed-gradient steps.
+    """
+
+    name = "acet"
+
+    def __init__(self, eta: float = 0.3, *, lam: float = 1.0, steps: int = 10, step_size: float | None = None,
+                 noise: NoiseKind = "uniform", norm: float | str = INF) -> None:
+        if noise not in ("uniform", "permuted"):
+            raise ConfigError(f"noise must be 'uniform' or 'permuted', got {noise!r}")
+        if steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {steps}")
+        self.eta = check_eps(eta)
+        self.lam = float(lam)
+        self.steps = int(steps)
+        self.step_size = float(step_size) if step_size is not None else 2.5 * self.eta / max(1, self.steps)
+        self.noise_kind = noise
+        self.p = parse_norm(norm)
+
+    def config(self) -> dict[str, Any]:
+        return {"eta": self.eta, "lam": self.lam, "steps": self.steps, "step_size": self.step_size,
+                "noise": self.noise_kind, "norm": norm_name(self.p)}
+
+    def noise(self, x: Tensor, step_ctx: StepContext) -> Tensor:
+        """Out-of-distribution seeds ``z`` for the batch."""
+        g = step_ctx.generator(self.name, "noise")
+        lo, hi = step_ctx.clf.bounds
+        if self.noise_kind == "uniform":
+            return lo + (hi - lo) * torch.rand(x.shape, generator=g, device=x.device, dtype=x.dtype)
+        flat = x.flatten(1)
+        perm = torch.rand(flat.shape, generator=g, device=x.device).argsort(1)
+        return flat.gather(1, perm).view_as(x)
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
+        z = self.noise(x, step_ctx)
+        if self.steps == 0 or self.eta == 0:
+            return z
+
+        attack = _pgd(self.p, self.eta, self.steps, self.step_size, False, loss=_log_confidence)
+        return run_attack(attack, z, y, step_ctx, self.name)
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, step_ctx: StepContext) -> tuple[Tensor, dict[str, Any]]:
+        u = self.perturb(model, x, y, step_ctx)
+        both = model(torch.cat([x, u]))
+        logits, logits_out = both[: x.shape[0]], both[x.shape[0]:]
+        ce = F.cross_entropy(logits, y)
+        conf = F.log_softmax(logits_out, dim=1).amax(1).mean()
+        return ce + self.lam * conf, {"accuracy": _accuracy(logits, y), "ce": ce.detach(),
+                                      "ood_confidence": conf.detach().exp()}
+
+
+def _log_confidence(logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
+    """``max_k log p_k``: the log-confidence ACET maximises around noise (eq. 23)."""
+    return F.log_softmax(logits, dim=1).amax(1)
+
+
+OBJECTIVES = {
+    "standard": Standard,
+    "pgd": PGDAT,
+    "fgsm": FGSMAT,
+    "fgsm-rs": FGSMRS,
+    "gradalign": GradAlign,
+    "trades": TRADES,
+    "cure": CURE,
+    "deepfool": DeepFoolAT,
+    "gaussian": GaussianAugmentation,
+    "acet": ACET,
+}
+
+
+def make_objective(name: str, *, eps: float = 0.3, steps: int = 10, **kwargs: Any) -> Any:
+    """Build an objective by its CLI name with the common settings (``eps`` is ``sigma`` for ``gaussian`` and
+    ``eta`` for ``acet``; ``steps`` applies to ``pgd``, ``trades`` and ``acet``)."""
+    if name not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
+    if name == "standard":
+        return Standard()
+    if name in ("pgd", "trades"):
+        return OBJECTIVES[name](eps, steps=steps, **kwargs)
+    if name == "acet":
+        return ACET(eps, steps=steps, **kwargs)
+    if name == "gaussian":
+        return GaussianAugmentation(eps)
+    if name == "cure":
+        return CURE(**kwargs)
+    if name == "deepfool":
+        return DeepFoolAT(**kwargs)
+    return OBJECTIVES[name](eps, **kwargs)
+
+
+

@@ -1,0 +1,248 @@
+"""Each training objective's loss and its weight gradient match a direct computation written here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustlens.attacks.norms import INF, random_in_ball
+from robustlens.classifier import Classifier
+from robustlens.errors import ConfigError
+from robustlens.train import (
+    ACET,
+    CURE,
+    FGSMAT,
+    FGSMRS,
+    PGDAT,
+    TRADES,
+    DeepFoolAT,
+    GaussianAugmentation,
+    GradAlign,
+    Standard,
+    make_objective,
+)
+from robustlens.train.loop import StepContext
+
+D, C, N = 12, 3, 6
+
+
+def tiny(seed: int = 0) -> nn.Module:
+    """A smooth (tanh) MLP, so input-gradient regularisers have non-zero second derivatives."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(D, 16), nn.Tanh(), nn.Linear(16, C)).double()
+
+
+def batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(N, D, generator=g, dtype=torch.float64) * 0.6 + 0.2
+    y = torch.randint(0, C, (N,), generator=g)
+    return x, y
+
+
+def ctx_for(model: nn.Module, bounds: tuple[float, float] = (0.0, 1.0), seed: int = 3) -> StepContext:
+    clf = Classifier(model, bounds=bounds, eval_mode=False, check_bounds=False)
+    return StepContext(epoch=2, step=5, indices=torch.arange(10, 10 + N), seed=seed, clf=clf)
+
+
+def grads(loss: torch.Tensor, model: nn.Module) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(loss, list(model.parameters())))
+
+
+def assert_same(obj_loss: torch.Tensor, ref_loss: torch.Tensor, model: nn.Module, atol: float = 1e-9) -> None:
+    assert torch.allclose(obj_loss, ref_loss, atol=atol, rtol=1e-7), (float(obj_loss), float(ref_loss))
+    for a, b in zip(grads(obj_loss, model), grads(ref_loss, model), strict=True):
+        assert torch.allclose(a, b, atol=atol, rtol=1e-6)
+
+
+def input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+    xg = x.detach().requires_grad_(True)
+    loss = F.cross_entropy(model(xg), y, reduction="sum")
+    return torch.autograd.grad(loss, xg, create_graph=create_graph)[0]
+
+
+def pgd_direct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
+               start: torch.Tensor, value=None) -> torch.Tensor:
+    """Plain Linf PGD on a per-sample value (default CE), last iterate, clipped to [0, 1]."""
+    xk = start.clone()
+    for _ in range(steps):
+        xg = xk.detach().requires_grad_(True)
+        v = F.cross_entropy(model(xg), y, reduction="none") if value is None else value(model(xg))
+        g = torch.autograd.grad(v.sum(), xg)[0]
+        xk = xk + alpha * g.sign()
+        xk = torch.min(torch.max(xk, x - eps), x + eps).clamp(0, 1)
+    return xk.detach()
+
+
+def test_standard_is_cross_entropy() -> None:
+    m, (x, y) = tiny(), batch()
+    loss, stats = Standard().loss(m, x, y, step_ctx=ctx_for(m))
+    assert_same(loss, F.cross_entropy(m(x), y), m)
+    assert float(stats["accuracy"]) == pytest.approx(float((m(x).argmax(1) == y).double().mean()))
+
+
+def test_pgd_at_zero_start_matches_direct_pgd() -> None:
+    m, (x, y) = tiny(), batch()
+    obj = PGDAT(0.1, steps=4, step_size=0.04, random_start=False)
+    ctx = ctx_for(m)
+    adv = obj.perturb(m, x, y, ctx)
+    ref_adv = pgd_direct(m, x, y, 0.1, 0.04, 4, x)
+    assert torch.allclose(adv, ref_adv, atol=1e-12)
+    assert float((adv - x).abs().max()) <= 0.1 + 1e-12
+    loss, _ = obj.loss(m, x, y, step_ctx=ctx)
+    assert_same(loss, F.cross_entropy(m(ref_adv), y), m)
+    # the inner maximisation increases the loss over the clean one (eq. 14)
+    assert float(loss) > float(F.cross_entropy(m(x), y))
+
+
+def test_pgd_at_random_start_is_seeded_and_inside_ball() -> None:
+    m, (x, y) = tiny(), batch()
+    obj = PGDAT(0.1, steps=3, step_size=0.01)  # small steps, so the start still shows in the last iterate
+    ctx = ctx_for(m)
+    a1, a2 = obj.perturb(m, x, y, ctx), obj.perturb(m, x, y, ctx)
+    assert torch.equal(a1, a2)
+    start = (x + random_in_ball(x, INF, 0.1, ctx.sample_rng("pgd"), key=("start", "pgd", 0))).clamp(0, 1)
+    assert torch.allclose(a1, pgd_direct(m, x, y, 0.1, obj.step_size, 3, start), atol=1e-12)
+    other = StepContext(epoch=3, step=0, indices=ctx.indices, seed=ctx.seed, clf=ctx.clf)
+    assert not torch.equal(obj.perturb(m, x, y, other), a1)  # a new epoch draws new starts
+
+
+def test_fgsm_at_is_one_signed_step() -> None:
+    m, (x, y) = tiny(), batch()
+    obj = FGSMAT(0.05)
+    ctx = ctx_for(m)
+    ref_adv = (x + 0.05 * input_grad(m, x, y).sign()).clamp(0, 1)
+    assert torch.allclose(obj.perturb(m, x, y, ctx), ref_adv, atol=1e-12)
+    loss, _ = obj.loss(m, x, y, step_ctx=ctx)
+    assert_same(loss, F.cross_entropy(m(ref_adv), y), m)
+
+
+def test_fgsm_rs_random_start_then_alpha_step() -> None:
+    m, (x, y) = tiny(), batch()
+    obj = FGSMRS(0.1)
+    assert obj.alpha == pytest.approx(0.125)
+    ctx = ctx_for(m)
+    start = (x + random_in_ball(x, INF, 0.1, ctx.sample_rng("fgsm-rs"), key=("start", "pgd", 0))).clamp(0, 1)
+    ref_adv = pgd_direct(m, x, y, 0.1, 0.125, 1, start)
+    assert torch.allclose(obj.perturb(m, x, y, ctx), ref_adv, atol=1e-12)
+    loss, _ = obj.loss(m, x, y, step_ctx=ctx)
+    assert_same(loss, F.cross_entropy(m(ref_adv), y), m)
+
+
+def test_gradalign_loss_and_double_backprop_gradient() -> None:
+    m, (x, y) = tiny(), batch()
+    obj = GradAlign(0.1, lam=0.7)
+    ctx = ctx_for(m)
+    loss, stats = obj.loss(m, x, y, step_ctx=ctx)
+    adv = (x + 0.1 * input_grad(m, x, y).sign()).clamp(0, 1)
+    u = torch.rand(x.shape, generator=ctx.generator("gradalign"), dtype=x.dtype)
+    g1 = input_grad(m, x, y, create_graph=True)
+    g2 = input_grad(m, (x + (2 * u - 1) * 0.1).clamp(0, 1), y, create_graph=True)
+    cos = (g1 * g2).sum(1) / (g1.norm(dim=1) * g2.norm(dim=1))
+    ref = F.cross_entropy(m(adv), y) + 0.7 * (1 - cos).mean()
+    assert_same(loss, ref, m)
+    assert float(stats["grad_cosine"]) == pytest.approx(float(cos.mean()))
+
+
+def test_trades_loss_and_kl_inner_maximisation() -> None:
+    m, (x, y) = tiny(), batch()
+    obj = TRADES(0.1, beta=3.0, steps=3)
+    ctx = ctx_for(m)
+    loss, _ = obj.loss(m, x, y, step_ctx=ctx)
+    p_clean = F.softmax(m(x), 1).detach()
+
+    def kl_to_clean(z: torch.Tensor) -> torch.Tensor:
+        return (p_clean * (p_clean.log() - F.log_softmax(z, 1))).sum(1)
+
+    start = (x + random_in_ball(x, INF, 0.1, ctx.sample_rng("trades"), key=("start", "pgd", 0))).clamp(0, 1)
+    adv = pgd_direct(m, x, y, 0.1, obj.step_size, 3, start, value=kl_to_clean)
+    p = F.softmax(m(x), 1)
+    kl = (p * (F.log_softmax(m(x), 1) - F.log_softmax(m(adv), 1))).sum(1).mean()
+    assert_same(loss, F.cross_entropy(m(x), y) + 3.0 * kl, m)
+    assert float(kl) > 0
+
+
+def test_cure_finite_difference_curvature() -> None:
+    m, (x, y) = tiny(), batch()
+    obj = CURE(h=0.3, lam=2.0)
+    loss, stats = obj.loss(m, x, y, step_ctx=ctx_for(m))
+    g0 = input_grad(m, x, y, create_graph=True)
+    s = g0.detach().sign()
+    z = s / s.norm(dim=1, keepdim=True)
+    g1 = input_grad(m, x + 0.3 * z, y, create_graph=True)
+    reg = (g1 - g0).pow(2).sum(1).mean()
+    assert_same(loss, F.cross_entropy(m(x), y) + 2.0 * reg, m)
+    assert float(stats["curvature"]) > 0
+
+
+def test_cure_regulariser_vanishes_on_a_linear_model() -> None:
+    torch.manual_seed(0)
+    lin = nn.Linear(D, C).double()
+    x, y = batch()
+    # softmax makes CE curved even for a linear model, but with h -> 0 the finite difference goes to 0
+    small = CURE(h=1e-6).regulariser(lin, x, y)
+    assert float(small.max()) < 1e-9
+
+
+def test_deepfool_at_on_affine_binary_model_is_exact() -> None:
+    torch.manual_seed(0)
+    lin = nn.Linear(D, 2).double()
+    x, y = batch()
+    y = lin(x).argmax(1)  # correctly classified: DeepFool must cross the boundary
+    ctx = ctx_for(lin, bounds=(-100.0, 100.0))
+    obj = DeepFoolAT(overshoot=0.02, weight=0.5)
+    adv = obj.perturb(lin, x, y, ctx)
+    w = (lin.weight[1] - lin.weight[0]).detach()
+    f = (lin(x)[:, 1] - lin(x)[:, 0]).detach()
+    ref_adv = x - 1.02 * (f / w.dot(w))[:, None] * w  # the exact minimal L2 step, with overshoot
+    assert torch.allclose(adv, ref_adv, atol=1e-9)
+    loss, _ = obj.loss(lin, x, y, step_ctx=ctx)
+    assert_same(loss, 0.5 * F.cross_entropy(lin(x), y) + 0.5 * F.cross_entropy(lin(ref_adv), y), lin)
+    capped = DeepFoolAT(max_norm=1e-3).perturb(lin, x, y, ctx)
+    assert float((capped - x).norm(dim=1).max()) <= 1e-3 + 1e-12
+
+
+def test_gaussian_augmentation() -> None:
+    m, (x, y) = tiny(), batch()
+    obj = GaussianAugmentation(0.25)
+    ctx = ctx_for(m)
+    noise = torch.randn(x.shape, generator=ctx.generator("gaussian"), dtype=x.dtype)
+    loss, _ = obj.loss(m, x, y, step_ctx=ctx)
+    assert_same(loss, F.cross_entropy(m(x + 0.25 * noise), y), m)
+    big = torch.zeros(4000, D, dtype=torch.float64)
+    n = obj.perturb(m, big, torch.zeros(4000, dtype=torch.long), ctx)
+    assert float(n.std()) == pytest.approx(0.25, rel=0.02)
+
+
+@pytest.mark.parametrize("noise", ["uniform", "permuted"])
+def test_acet_worst_case_confidence_around_noise(noise: str) -> None:
+    m, (x, y) = tiny(), batch()
+    obj = ACET(0.1, lam=0.5, steps=3, noise=noise)
+    ctx = ctx_for(m)
+    z = obj.noise(x, ctx)
+    if noise == "permuted":
+        assert torch.allclose(z.sort(1).values, x.sort(1).values)  # same pixels, new places
+    else:
+        g = ctx.generator("acet", "noise")
+        assert torch.equal(z, torch.rand(x.shape, generator=g, dtype=x.dtype))
+    u = pgd_direct(m, z, y, 0.1, obj.step_size, 3, z, value=lambda lg: F.log_softmax(lg, 1).amax(1))
+    loss, stats = obj.loss(m, x, y, step_ctx=ctx)
+    conf = F.log_softmax(m(u), 1).amax(1)
+    assert_same(loss, F.cross_entropy(m(x), y) + 0.5 * conf.mean(), m)
+    # the inner maximisation raised the confidence above the noise's own (eq. 23)
+    assert float(conf.mean()) >= float(F.log_softmax(m(z), 1).amax(1).mean())
+
+
+def test_make_objective_and_errors() -> None:
+    assert isinstance(make_objective("pgd", eps=0.2, steps=3), PGDAT)
+    assert make_objective("gaussian", eps=0.5).sigma == 0.5
+    assert make_objective("acet", eps=0.2).eta == 0.2
+    with pytest.raises(ConfigError, match="unknown objective"):
+        make_objective("nope")
+    with pytest.raises(ConfigError, match="eps"):
+        PGDAT(-1.0)
+    with pytest.raises(ConfigError, match="sigma"):
+        GaussianAugmentation(0.0)
+    with pytest.raises(ConfigError, match="steps"):
+        PGDAT(0.1, steps=0)
