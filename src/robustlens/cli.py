@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .commands import basic  # noqa: F401  (registers commands)
+from .commands import certify as _certify  # noqa: F401
 from .commands.app import app
 
 __all__ = ["app", "main"]

@@ -84,8 +84,8 @@ def _direction(
         g = generator(seed, "section-direction", slot)
         return torch.randn(d, generator=g, dtype=x.dtype).to(x.device), "random"
     if spec == "gradient":
-        _, g = clf.loss_and_input_grad(x, y, loss=loss, validate=False)
-        return g.reshape(d), "gradient"
+        _, grad = clf.loss_and_input_grad(x, y, loss=loss, validate=False)
+        return grad.reshape(d), "gradient"
     if spec == "adversarial":
         if "adversarial" not in cache:
             from ..attacks.deepfool import DeepFool

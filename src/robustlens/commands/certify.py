@@ -1,0 +1,76 @@
+"""``robustlens certify``: randomized-smoothing certification of a saved model on a data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .app import DeviceOption, SeedOption, app, resolve_device
+
+
+@app.command()
+def certify(
+    model: Annotated[Path, typer.Option("--model", help="Model file (.safetensors, or a torch state dict / "
+                                        "checkpoint). Loaded safely: a full pickle needs --unsafe-pickle.")],
+    arch: Annotated[str | None, typer.Option("--arch", help="Zoo architecture to load the weights into, when the "
+                                             "file does not record it (e.g. smallcnn).")] = None,
+    model_file: Annotated[str | None, typer.Option(
+        "--model-file", help="'path/file.py:factory' building the architecture. Runs that file's code: only files "
+        "you trust.")] = None,
+    unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow a fully pickled model file "
+                                                "(can execute arbitrary code: trusted files only).")] = False,
+    dataset: Annotated[str, typer.Option("--dataset", help="Data set name (see robustlens.data).")] = "mnist-embedded",
+    split: Annotated[str, typer.Option("--split")] = "test",
+    root: Annotated[Path | None, typer.Option("--root", help="Folder holding the data files.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Certify the first N samples (0: all).")] = 100,
+    sigma: Annotated[float, typer.Option("--sigma", help="Noise level of the smoothing, in data units.")] = 0.25,
+    n0: Annotated[int, typer.Option("--n0", help="Noisy copies to select the top class.")] = 100,
+    n: Annotated[int, typer.Option("--n", help="Noisy copies to bound its probability.")] = 10_000,
+    alpha: Annotated[float, typer.Option("--alpha", help="Failure probability of each certificate.")] = 0.001,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Noisy copies per forward pass.")] = 1000,
+    data_batch_size: Annotated[int, typer.Option("--data-batch-size", help="Images per checkpoint.")] = 16,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="Checkpoint folder (enables --resume).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run recorded in --state-dir.")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the result (JSON + .npz).")] = Path("certify.json"),
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also save the certified-accuracy curve (PNG).")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+) -> None:
+    """Certify L2 robustness by randomized smoothing (Cohen et al., 2019) and print certified accuracy by radius."""
+    from .. import Classifier
+    from ..certify import Smoothed, certify_dataset
+    from ..data import load_dataset
+    from ..zoo import load_model
+
+    dev = resolve_device(device)
+    if model_file is not None:
+        from ..zoo.io import load_user_model
+
+        net = load_user_model(model_file, model, unsafe=unsafe_pickle)
+    else:
+        net = load_model(model, arch, unsafe=unsafe_pickle)
+    data = load_dataset(dataset, split, root=root)
+    x, y = data.x, data.y
+    if limit > 0:
+        x, y = x[:limit], y[:limit]
+    clf = Classifier(net.to(dev), bounds=data.bounds, mean=data.mean, std=data.std)
+    result = certify_dataset(
+        Smoothed(clf, sigma), (x, y), n0=n0, n=n, alpha=alpha, batch_size=batch_size,
+        data_batch_size=data_batch_size, seed=seed, state_dir=None if state_dir is None else str(state_dir),
+        resume=resume, progress=progress,
+    )
+    result.save(out)
+    radii = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
+    acc = result.certified_accuracy(radii)
+    typer.echo(f"certified {x.shape[0]} samples, sigma={sigma:g}, n0={n0}, n={n}, alpha={alpha:g}; "
+               f"abstained {float(result.abstained.double().mean()):.1%}")
+    typer.echo("radius   " + "".join(f"{r:>7.2f}" for r in radii))
+    typer.echo("accuracy " + "".join(f"{float(a):>7.3f}" for a in acc))
+    typer.echo(f"wrote {out}")
+    if plot is not None:
+        ax = result.curve().plot()
+        ax.figure.savefig(plot, dpi=120, bbox_inches="tight")
+        typer.echo(f"wrote {plot}")
