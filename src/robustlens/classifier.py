@@ -315,6 +315,20 @@ class Classifier:
             out = self.model(self._normalize(x))
         except RuntimeError as e:
             msg = str(e)
+            first = msg.splitlines()[0] if msg else type(e).__name__
+            if "device" in msg or "weight type" in msg or "bias type" in msg:
+                what = "devices or dtypes" if "device" not in msg else "devices"
+                raise InputError(
+                    f"the model and the inputs are on different {what} ({first}). The Classifier moves inputs to "
+                    f"{self.device}, {self.dtype} (the model's when it was wrapped): if you moved or converted the "
+                    "model afterwards, wrap it again (or pass device=), and keep all its parameters on one device"
+                ) from e
+            if "dtype" in msg:
+                raise InputError(
+                    f"the model and the inputs have different dtypes ({first}). The Classifier casts inputs to "
+                    f"{self.dtype} (the model's when it was wrapped): if you converted the model afterwards "
+                    "(e.g. .double() or .half()), wrap it again"
+                ) from e
             if "shape" in msg or "size" in msg or "channels" in msg:
                 raise InputError(
                     f"the model failed on inputs of shape {tuple(x.shape)}: {msg.splitlines()[0]}. "
