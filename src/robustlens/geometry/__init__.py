@@ -1,6 +1,21 @@
 """Decision-boundary geometry (paper Sec. II-A, II-C, II-D, III-B1): cross-sections, noise robustness,
 curvature, boundary normals, subspace margins and neural anisotropy directions."""
 
+from .normals import (
+    CurvatureOverlapResult,
+    NormalSpectrum,
+    NormalsResult,
+    SubspaceComparison,
+    TransferResult,
+    collect_normals,
+    compare_subspaces,
+    curvature_overlap,
+    normal_spectrum,
+    plot_principal_angles,
+    plot_singular_values,
+    principal_angles,
+    transferability_matrix,
+)
 from .subspaces import (
     Subspace,
     SubspaceMarginResult,
@@ -16,6 +31,19 @@ from .subspaces import (
 )
 
 __all__ = [
+    "CurvatureOverlapResult",
+    "NormalSpectrum",
+    "NormalsResult",
+    "SubspaceComparison",
+    "TransferResult",
+    "collect_normals",
+    "compare_subspaces",
+    "curvature_overlap",
+    "normal_spectrum",
+    "plot_principal_angles",
+    "plot_singular_values",
+    "principal_angles",
+    "transferability_matrix",
     "Subspace",
     "SubspaceMarginResult",
     "dct2",
