@@ -29,6 +29,7 @@ from .subspaces import (
     random_subspaces,
     subspace_margins,
 )
+from .tracker import MarginTracker, MarginTrackResult, plot_margin_evolution
 
 __all__ = [
     "CurvatureOverlapResult",
@@ -46,6 +47,9 @@ __all__ = [
     "transferability_matrix",
     "Subspace",
     "SubspaceMarginResult",
+    "MarginTrackResult",
+    "MarginTracker",
+    "plot_margin_evolution",
     "dct2",
     "dct_basis",
     "dct_matrix",

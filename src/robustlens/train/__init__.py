@@ -1,5 +1,6 @@
 """Robust training: one loop (:func:`fit`), pluggable objectives and diagnostic callbacks (paper Sec. III-B)."""
 
+from ..geometry.tracker import MarginTracker as MarginTracker  # subspace margins every N epochs (Sec. III-B1)
 from .callbacks import (
     CatastrophicOverfittingDetector,
     RobustOverfittingTracker,
