@@ -33,12 +33,13 @@ class Planted(nn.Module):
             self.l1.bias.zero_()
         u = torch.randn(D, generator=g)
         self.register_buffer("u", u / u.norm())
+        self.register_buffer("e0", torch.eye(C)[0])  # a buffer, not one_hot: torch.func (HVPs) can map over it
         self.strength = strength
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.l2(torch.tanh(self.l1(x)))
         bump = self.strength * (x @ self.u)
-        return z + torch.nn.functional.one_hot(torch.zeros_like(bump, dtype=torch.long), C) * bump[:, None]
+        return z + self.e0 * bump[..., None]
 
 
 def _data(model: Planted, n: int, seed: int) -> torch.Tensor:
@@ -80,3 +81,24 @@ def test_uap_linf_respects_the_ball_and_rejects_bad_settings() -> None:
         UniversalPerturbation(norm=1, eps=1.0)
     with pytest.raises(ConfigError):
         UniversalPerturbation(norm=2, eps=1.0, delta=1.5)
+
+
+def test_uap_energy_lies_in_the_high_curvature_subspace() -> None:
+    """Sec. II-C: the UAP's energy concentrates in the top input-Hessian eigenvectors (here the planted direction
+    carries the curvature of the loss, s^2 p0 (1 - p0) u u^T), far above the k / D of a random vector."""
+    from robustlens.geometry.curvature import hessian_eigenpairs
+
+    model = Planted()
+    clf = Classifier(model, bounds=(-3.0, 3.0))
+    x = _data(model, 120, 1)
+    res = UniversalPerturbation(norm=2, eps=0.3, delta=0.1, max_passes=3, batch_size=16, progress=False).fit(
+        clf, x, seed=0
+    )
+    k = 3
+    spec = hessian_eigenpairs(clf, x[:8], k=k, which="top", progress=False)
+    assert spec.top_vectors is not None
+    energy = torch.tensor([res.energy_fraction(spec.top_vectors[i].reshape(k, D).T) for i in range(8)])
+    assert float(energy.median()) > 0.85 > 10 * k / D
+    random = torch.randn(D, generator=torch.Generator().manual_seed(5))
+    basis = spec.top_vectors[0].reshape(k, D).T
+    assert float((basis.T @ random).pow(2).sum() / random.pow(2).sum()) < 0.5  # a random vector does not
