@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 from ..classifier import Classifier
 from ..errors import ConfigError, InputError, RobustLensWarning
 from ..results import Result, atomic_write_bytes
-from ..seeding import SampleRNG, generator, stable_hash
+from ..seeding import SampleRNG, generator, seed_everything, stable_hash
 from . import distributed as ddp
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -576,6 +576,9 @@ class Trainer:
         self.history = TrainingHistory(config=self.config())
         start_epoch = 0
         ckpt = self.checkpoint_path()
+        # the global generators (dropout, code outside robustlens) start from the seed, so two runs with one seed
+        # give bit-identical weights; a resumed run then restores the states saved in its checkpoint
+        seed_everything(stable_hash(self.seed, "global-rng", info.rank) % (2**63))
         if self.resume and ckpt is not None and ckpt.is_file():
             start_epoch = self._restore(load_checkpoint(ckpt, map_location=self.device)) + 1
         elif self.resume and info.is_main:
@@ -585,8 +588,9 @@ class Trainer:
             begin = getattr(cb, "on_train_begin", None)
             if callable(begin):
                 begin(self)
+        # the inner attacks of training keep TF32 on CUDA: their last iterate needs no exact decision
         attack_clf = Classifier(self.model, bounds=self.bounds, eval_mode=self.attack_mode == "eval",
-                                check_bounds=False, device=self.device)
+                                check_bounds=False, device=self.device, allow_tf32=True)
         for epoch in range(start_epoch, self.epochs):
             if self.stop_training:
                 break
