@@ -169,6 +169,10 @@ def test_curvature_overlap_default_normals_of_a_binary_affine_model() -> None:
     res = curvature_overlap(clf, _x(5), ks=(1, 3))
     assert torch.allclose(res.energy, torch.ones(5, 2, dtype=torch.float64), atol=1e-6)
     assert res.ratio[0] == pytest.approx(D, rel=1e-6)
+    y = clf.predict(_x(5))
+    y[0] = 1 - y[0]  # misclassified: no normal, nan energy, left out of the mean
+    res = curvature_overlap(clf, _x(5), y, ks=(1,))
+    assert bool(res.energy[0].isnan().all()) and float(res.mean_energy[0]) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_collect_normals_is_deterministic_resumable_and_serializes(tmp_path) -> None:
@@ -184,6 +188,12 @@ def test_collect_normals_is_deterministic_resumable_and_serializes(tmp_path) -> 
     assert torch.equal(back.perturbations, a.perturbations)
     spec = normal_spectrum(a)
     assert torch.equal(NormalSpectrum.load(spec.save(tmp_path / "spec.json")).basis, spec.basis)
+    # misclassified inputs (zero perturbation, counted as successes) carry no normal and are left out
+    y = clf.predict(x)
+    y[:3] = (y[:3] + 1) % 3
+    wrong = collect_normals(clf, (x, y), progress=False)
+    assert bool(wrong.success.all()) and wrong.normals().shape == (7, D)
+    assert normal_spectrum(wrong).energy[-1] == pytest.approx(1.0, abs=1e-6)
     with pytest.raises(ConfigError, match="minimal-norm L2"):
         collect_normals(clf, x, attack=FGSM(norm=2, eps=0.1), progress=False)
     with pytest.raises(InputError, match="no successful"):

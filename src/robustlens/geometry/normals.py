@@ -70,8 +70,10 @@ class NormalsResult(Result):
     seed: int = 0
 
     def normals(self, *, only_correct: bool = False) -> Tensor:
-        """Unit normals ``r* / ||r*||`` ``(M, D)`` of the successful samples (and correctly classified ones)."""
-        keep = self.success.bool()
+        """Unit normals ``r* / ||r*||`` ``(M, D)`` of the samples whose decision the attack changed with a nonzero
+        perturbation (a misclassified input counts as a success with ``r = 0`` and has no normal); with
+        ``only_correct`` also only correctly classified ones."""
+        keep = self.success.bool() & (self.perturbations.norm(dim=1) > 0)
         if only_correct:
             keep = keep & self.clean_correct.bool()
         return unit(self.perturbations[keep])
@@ -386,7 +388,8 @@ class CurvatureOverlapResult(Result):
 
     Attributes:
         ks: the subspace sizes.
-        energy: ``(N, len(ks))`` ``||V_k^T n||^2`` per sample (``nan`` where the attack failed).
+        energy: ``(N, len(ks))`` ``||V_k^T n||^2`` per sample (``nan`` where there is no normal: the attack failed
+            or the input is misclassified).
         mean_energy: ``(len(ks),)`` mean over samples (nan ignored).
         baseline: ``(len(ks),)`` ``k / D``, the expected energy of a uniformly random direction.
         ratio: ``mean_energy / baseline``.
@@ -465,7 +468,9 @@ def curvature_overlap(
         if normals.shape[0] != n or normals[0].numel() != d:
             raise InputError(f"normals must have the inputs' shape {tuple(x.shape)}, got {tuple(normals.shape)}")
         r = normals.flatten(1).to(x)
-    u = unit(r.double().cpu())
+    r = r.double().cpu()
+    r[~(r.norm(dim=1) > 0)] = torch.nan  # misclassified inputs (r = 0) and failed attacks have no normal
+    u = unit(r)
     proj = torch.einsum("nkd,nd->nk", vecs[:, :kmax], u).pow(2).cumsum(1)  # energy in the top-j, j = 1..kmax
     energy = proj[:, [k - 1 for k in ks]]
     mean = torch.from_numpy(np.nanmean(energy.numpy(), axis=0)) if n else torch.full((len(ks),), float("nan"))
