@@ -1,0 +1,176 @@
+"""Model zoo: architectures against their published sizes, seeded construction, safe saving and loading."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from robustlens import ConfigError, UnsafeLoadError
+from robustlens.errors import MissingDependencyError
+from robustlens.zoo import create_model, list_models, load_model, load_user_model, read_weights, save_model
+
+# (name, options, input shape, parameter count). The counts are the published ones for these architectures with
+# 10 classes: LeNet-5 (LeCun et al., 1998) 61,706; ResNet-18 with the CIFAR stem 11,173,962; PreAct-ResNet-18 as in
+# Wong et al. (2020), with the final BN-ReLU, 11,172,170; WRN-28-10 36,479,194 (Zagoruyko and Komodakis, 2016).
+# MLP and SmallCNN follow from their layer sizes (784*256+256 + 256*256+256 + 256*10+10; 320 + 18,496 + 3136*128+128
+# + 1,290).
+ZOO = [
+    ("mlp", {}, (1, 28, 28), 269_322),
+    ("lenet", {}, (1, 28, 28), 61_706),
+    ("smallcnn", {}, (1, 28, 28), 421_642),
+    ("resnet18", {}, (3, 32, 32), 11_173_962),
+    ("preact_resnet18", {}, (3, 32, 32), 11_172_170),
+    ("wrn-28-10", {}, (3, 32, 32), 36_479_194),
+    ("wideresnet", {"depth": 10, "width": 1}, (3, 32, 32), None),
+]
+
+
+def _n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_the_table_covers_the_whole_zoo():
+    assert sorted(name for name, *_ in ZOO) == list_models()
+
+
+@pytest.mark.parametrize("name, options, shape, n_params", ZOO, ids=[z[0] for z in ZOO])
+def test_every_zoo_model_builds_and_runs_forward(name, options, shape, n_params):
+    model = create_model(name, **options).eval()
+    if n_params is not None:
+        assert _n_params(model) == n_params
+    x = torch.rand(2 if n_params is None or n_params < 1_000_000 else 1, *shape,
+                   generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (x.shape[0], 10) and torch.isfinite(out).all()
+
+
+def test_sizes_and_channels_follow_the_options():
+    m = create_model("smallcnn", num_classes=7, in_channels=3, input_size=32)
+    assert m(torch.rand(2, 3, 32, 32)).shape == (2, 7)
+    lenet = create_model("lenet", input_size=32)  # the original 32x32 geometry, no padding
+    assert lenet(torch.rand(1, 1, 32, 32)).shape == (1, 10) and _n_params(lenet) == 61_706
+    wrn = create_model("wrn-16-2")
+    assert wrn.depth == 16 and wrn.width == 2 and wrn(torch.rand(1, 3, 32, 32)).shape == (1, 10)
+    with pytest.raises(ConfigError, match="unknown model 'vgg16'; choose one of lenet, mlp"):
+        create_model("vgg16")
+    with pytest.raises(ConfigError, match="bad options for model 'mlp'"):
+        create_model("mlp", depth=3)
+
+
+def test_construction_is_seeded_and_leaves_the_global_rng_alone():
+    state = torch.get_rng_state()
+    a, b, c = create_model("lenet", seed=3), create_model("lenet", seed=3), create_model("lenet", seed=4)
+    assert torch.equal(torch.get_rng_state(), state)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+# ------------------------------------------------------------------------------------------ saving and loading
+def _trained_resnet() -> nn.Module:
+    """A small ResNet with non-trivial BatchNorm running statistics (buffers must round-trip too)."""
+    m = create_model("resnet18", widths=(4, 8, 8, 8), blocks=(1, 1, 1, 1), seed=1)
+    m.train()
+    with torch.no_grad():
+        m(torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(2)))
+    return m.eval()
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_saved_and_reloaded_model_gives_identical_logits(tmp_path, suffix):
+    model = _trained_resnet()
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    path = save_model(model, tmp_path / f"net{suffix}", metadata={"note": "test"})
+    for loaded in (load_model(path), load_model(path, "resnet18"), load_model(path, _fresh_resnet())):
+        assert not loaded.training
+        with torch.no_grad():
+            assert torch.equal(loaded(x), model(x))
+    assert not list(tmp_path.glob(".*tmp*"))  # the atomic write left nothing behind
+
+
+def _fresh_resnet() -> nn.Module:
+    return create_model("resnet18", widths=(4, 8, 8, 8), blocks=(1, 1, 1, 1), seed=9)
+
+
+def test_plain_state_dicts_and_dataparallel_prefixes_load(tmp_path):
+    model = _trained_resnet()
+    x = torch.rand(2, 3, 32, 32)
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}, "epoch": 3},
+               tmp_path / "ddp.pt")
+    for name in ("plain.pt", "ddp.pt"):
+        loaded = load_model(tmp_path / name, _fresh_resnet)
+        with torch.no_grad():
+            assert torch.equal(loaded(x), model(x))
+    with pytest.raises(ConfigError, match="holds weights but no architecture; pass model="):
+        load_model(tmp_path / "plain.pt")
+    with pytest.raises(ConfigError, match="do not fit SmallCNN.*check the architecture"):
+        load_model(tmp_path / "plain.pt", "smallcnn")
+
+
+def test_a_pickled_model_is_refused_without_the_unsafe_flag_and_loads_with_it(tmp_path):
+    model = create_model("smallcnn", seed=2).eval()
+    path = tmp_path / "whole.pt"
+    torch.save(model, path)  # a full pickle of the nn.Module: loading it runs code
+    with pytest.raises(UnsafeLoadError) as err:
+        load_model(path)
+    msg = str(err.value)
+    assert "refusing to load" in msg and "whole.pt" in msg
+    assert "unpickling can execute arbitrary code" in msg  # why
+    assert "unsafe=True" in msg and "--unsafe-pickle" in msg  # how
+    assert "save_model(model, 'model.safetensors')" in msg  # and the better way
+    with pytest.raises(UnsafeLoadError):
+        read_weights(path)
+    loaded = load_model(path, unsafe=True)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_a_checkpoint_holding_a_pickled_model_is_refused_too(tmp_path):
+    model = create_model("mlp", seed=0)
+    torch.save({"model": model, "epoch": 1}, tmp_path / "ckpt.pt")
+    with pytest.raises(UnsafeLoadError, match="full pickle.*unsafe=True"):
+        load_model(tmp_path / "ckpt.pt")
+    assert isinstance(load_model(tmp_path / "ckpt.pt", unsafe=True), type(model))
+
+
+def test_user_model_file(tmp_path):
+    (tmp_path / "mine.py").write_text(
+        "from torch import nn\n\n"
+        "def build(width=3):\n    return nn.Sequential(nn.Flatten(), nn.Linear(4, width))\n"
+    )
+    net = load_user_model(f"{tmp_path / 'mine.py'}:build", width=5)
+    assert net(torch.rand(2, 1, 2, 2)).shape == (2, 5) and not net.training
+    save_model(net, tmp_path / "w.safetensors")
+    again = load_user_model(f"{tmp_path / 'mine.py'}:build", tmp_path / "w.safetensors", width=5)
+    x = torch.rand(2, 4)
+    assert torch.equal(again(x), net(x))
+    with pytest.raises(ConfigError, match="has no callable 'nothing'; callables defined there: build"):
+        load_user_model(f"{tmp_path / 'mine.py'}:nothing")
+    with pytest.raises(ConfigError, match="must be 'path/to/file.py:factory'"):
+        load_user_model(str(tmp_path / "mine.py"))
+
+
+@pytest.mark.parametrize("source, package", [("timm:resnet50", "timm"), ("torchvision:resnet18", "torchvision"),
+                                             ("robustbench:Standard", "robustbench")])
+def test_adapters_name_the_missing_package(monkeypatch, source, package):
+    for mod in (package, "torchvision.models", "robustbench.utils"):
+        monkeypatch.setitem(sys.modules, mod, None)  # importing it raises ImportError, installed or not
+    with pytest.raises(MissingDependencyError, match=f"needs the '{package}' package.*pip install {package}"):
+        load_model(source)
+
+
+def test_model_files_written_by_save_model_record_the_architecture(tmp_path):
+    model = create_model("smallcnn", num_classes=4, in_channels=3, input_size=32, width=8, seed=1)
+    for suffix in (".safetensors", ".pt"):
+        path = save_model(model, tmp_path / f"m{suffix}")
+        _, arch = read_weights(path)
+        assert arch == {"name": "smallcnn", "num_classes": 4, "in_channels": 3, "input_size": 32, "width": 8}
+        rebuilt = load_model(Path(path))
+        assert torch.equal(rebuilt(torch.zeros(1, 3, 32, 32)), model.eval()(torch.zeros(1, 3, 32, 32)))
