@@ -10,6 +10,7 @@ from .fab import FAB
 from .fgsm import FGSM
 from .fmn import FMN
 from .pgd import PGD
+from .sanity import SanityCheck, SanityReport, gradient_masking_checks
 from .sparsefool import SparseFool
 from .square import Square
 from .subspace import SubspaceAttack, SubspaceClassifier
@@ -30,6 +31,8 @@ __all__ = [
     "FMN",
     "MinimalNormAttack",
     "PGD",
+    "SanityCheck",
+    "SanityReport",
     "SparseFool",
     "Square",
     "SubspaceAttack",
@@ -37,4 +40,5 @@ __all__ = [
     "UniversalPerturbation",
     "UniversalResult",
     "autoattack",
+    "gradient_masking_checks",
 ]
