@@ -10,6 +10,7 @@ from .fab import FAB
 from .fgsm import FGSM
 from .fmn import FMN
 from .pgd import PGD
+from .registry import ATTACKS, make_attack
 from .sanity import SanityCheck, SanityReport, gradient_masking_checks
 from .sparsefool import SparseFool
 from .square import Square
@@ -18,6 +19,7 @@ from .universal import UniversalPerturbation, UniversalResult
 
 __all__ = [
     "APGD",
+    "ATTACKS",
     "Attack",
     "AttackResult",
     "AutoAttackResult",
@@ -41,4 +43,5 @@ __all__ = [
     "UniversalResult",
     "autoattack",
     "gradient_masking_checks",
+    "make_attack",
 ]

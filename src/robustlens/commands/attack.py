@@ -1,0 +1,193 @@
+"""``robustlens attack``: run any attack by name on a data set and write the result (JSON + .npz)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .app import DeviceOption, SeedOption, app, resolve_device
+
+
+def parse_number(text: str | None, name: str) -> float | None:
+    """A float from ``"0.3"`` or a fraction such as ``"8/255"``."""
+    if text is None:
+        return None
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise typer.BadParameter(f"{name} {text!r}: give a number such as 0.3 or a fraction such as 8/255") from None
+
+
+def parse_target(text: str | None) -> str | int | None:
+    if text is None or text.lower() in ("none", "untargeted", ""):
+        return None
+    if text.lower() in ("random", "least-likely", "least_likely", "ll"):
+        return text.lower()
+    try:
+        return int(text)
+    except ValueError:
+        raise typer.BadParameter(f"--target {text!r}: use none, random, least-likely or a class index") from None
+
+
+@app.command()
+def attack(
+    name: Annotated[str, typer.Option("--attack", "-a", help="Attack name: deepfool, sparsefool, cw, fmn, fab, ddn "
+                                      "(minimal-norm) or fgsm, pgd, apgd-ce, apgd-dlr, square, autoattack "
+                                      "(eps-bounded).")],
+    model: Annotated[Path | None, typer.Option("--model", help="Model file (.safetensors, or a torch state dict / "
+                                               "checkpoint). Loaded safely: a full pickle needs --unsafe-pickle.")]
+    = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="Zoo architecture to load the weights into, when the "
+                                             "file does not record it (e.g. smallcnn).")] = None,
+    model_file: Annotated[str | None, typer.Option(
+        "--model-file", help="'path/file.py:factory' building the model (weights from --model if given). Runs that "
+        "file's code: only files you trust.")] = None,
+    unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow a fully pickled model file "
+                                                "(can execute arbitrary code: trusted files only).")] = False,
+    dataset: Annotated[str, typer.Option("--dataset", help="Data set name (see robustlens.data).")] = "mnist-embedded",
+    split: Annotated[str, typer.Option("--split")] = "test",
+    root: Annotated[Path | None, typer.Option("--root", help="Folder holding the data files.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Attack the first N samples (0: all).")] = 100,
+    norm: Annotated[str | None, typer.Option("--norm", help="L0, L1, L2 or Linf (default: the attack's own).")]
+    = None,
+    eps: Annotated[str | None, typer.Option("--eps", help="Budget of an eps-bounded attack, e.g. 0.3 or 8/255.")]
+    = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Iterations (Square: queries); default: the "
+                                              "attack's own.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="none (untargeted), random, least-likely, or a "
+                                               "class index.")] = None,
+    eps_grid: Annotated[str | None, typer.Option("--eps-grid", help="Minimal-norm attacks: comma-separated eps at "
+                                                 "which to print robust accuracy (eq. 12).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per attack call and checkpoint.")] = 100,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the result (JSON + .npz beside it).")]
+    = Path("attack.json"),
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="Checkpoint folder (default: OUT with "
+                                                   "'.state' instead of its suffix).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run recorded in the state folder.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard the state folder and start afresh.")]
+    = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+) -> None:
+    """Attack a model on a data set; print success, robust accuracy (eq. 12) and norms; write the AttackResult.
+
+    Minimal-norm attacks (eq. 8-9) report the median perturbation norm and robust accuracy at --eps-grid; eps-bounded
+    attacks (eq. 10-11) report robust accuracy at --eps. Every batch is checkpointed: after an interruption, run the
+    same command with --resume. Example:
+
+        robustlens attack -a pgd --eps 0.3 --model runs/smallcnn/model.safetensors --limit 500 --out pgd.json
+    """
+    from ..errors import MissingDependencyError, RobustLensError
+
+    try:
+        _attack(name=name, model=model, arch=arch, model_file=model_file, unsafe_pickle=unsafe_pickle,
+                dataset=dataset, split=split, root=root, limit=limit, norm=norm, eps=parse_number(eps, "--eps"),
+                steps=steps, target=parse_target(target), eps_grid=eps_grid, batch_size=batch_size, out=out,
+                state_dir=state_dir, resume=resume, overwrite=overwrite, progress=progress, seed=seed,
+                device=resolve_device(device))
+    except (RobustLensError, MissingDependencyError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _attack(*, name: str, model: Path | None, arch: str | None, model_file: str | None, unsafe_pickle: bool,
+            dataset: str, split: str, root: Path | None, limit: int, norm: str | None, eps: float | None,
+            steps: int | None, target: str | int | None, eps_grid: str | None, batch_size: int, out: Path,
+            state_dir: Path | None, resume: bool, overwrite: bool, progress: bool, seed: int, device: str) -> None:
+    import torch
+    from torch import Tensor
+
+    from .. import Classifier
+    from ..attacks.base import AttackResult
+    from ..attacks.norms import norm_name
+    from ..attacks.registry import attack_key, make_attack
+    from ..data import load_dataset
+    from ..errors import ConfigError
+    from ..runner import run_evaluation
+    from ..zoo import load_model
+
+    key = attack_key(name)
+    runner = make_attack(key, norm, eps, steps)
+    if model_file is not None:
+        from ..zoo.io import load_user_model
+
+        net = load_user_model(model_file, model, unsafe=unsafe_pickle)
+    elif model is not None:
+        net = load_model(model, arch, unsafe=unsafe_pickle)
+    else:
+        raise ConfigError("give the model: --model FILE (with --arch if the file does not record it), or "
+                          "--model-file path/file.py:factory")
+    data = load_dataset(dataset, split, root=root)
+    x, y = data.x, data.y
+    if limit > 0:
+        x, y = x[:limit], y[:limit]
+    clf = Classifier(net.to(device), bounds=data.bounds, mean=data.mean, std=data.std,
+                     input_shape=tuple(x.shape[1:]))
+    p = getattr(runner, "p", None)
+    tgt: str | None = None
+    if isinstance(target, int):
+        if not 0 <= target < clf.num_classes:
+            raise ConfigError(f"--target {target} is not a class of this model (0..{clf.num_classes - 1})")
+        keep = y != target  # a sample of the target class cannot be attacked towards it
+        if not bool(keep.any()):
+            raise ConfigError(f"every selected sample belongs to class {target}: nothing to attack towards it")
+        if not bool(keep.all()):
+            typer.echo(f"skipping {int((~keep).sum())} samples of the target class {target}")
+        x, y = x[keep], y[keep]
+    else:
+        tgt = target
+
+    def fn(bx: Tensor, by: Tensor | None, bi: Tensor) -> dict[str, Tensor]:
+        t: str | Tensor | None = tgt
+        if isinstance(target, int):
+            t = torch.full((bx.shape[0],), target, dtype=torch.long)
+        res = runner(clf, bx.to(device), by, target=t, seed=seed, indices=bi)
+        n = bx.shape[0]
+        outs = {"adversarial": res.adversarial, "success": res.success, "clean_correct": res.clean_correct,
+                "labels": res.labels, "norm": res.norm,
+                "forward": torch.full((n,), res.queries.get("forward", 0) / n, dtype=torch.float64),
+                "backward": torch.full((n,), res.queries.get("backward", 0) / n, dtype=torch.float64)}
+        if res.targets is not None:
+            outs["targets"] = res.targets
+        return outs
+
+    sdir = state_dir if state_dir is not None else out.with_suffix(".state")
+    settings = dict(getattr(runner, "settings", {}))
+    config = {"entry": "attack-cli", "attack": key, "settings": settings, "target": target, "dataset": dataset,
+              "split": split, "limit": limit}
+    ev = run_evaluation(fn, (x, y), state_dir=sdir, batch_size=batch_size, config=config, seed=seed, model=clf,
+                        resume=resume, overwrite=overwrite, progress=progress, desc=key)
+    o = ev.outputs
+    p = float(p) if p is not None else 2.0
+    result = AttackResult(
+        attack=key, p=p, clean=x[ev.indices], adversarial=o["adversarial"], labels=o["labels"], success=o["success"],
+        clean_correct=o["clean_correct"], norm=o["norm"], targets=o.get("targets"),
+        queries={"forward": int(round(float(o["forward"].sum()))), "backward": int(round(float(o["backward"].sum())))},
+        eps=eps, settings={**settings, "dataset": dataset, "split": split, "seed": seed},
+    )
+    result.save(out)
+    n = result.clean.shape[0]
+    correct = result.clean_correct
+    typer.echo(f"{key} ({norm_name(p)}) on {n} samples of {dataset}/{split}: clean accuracy "
+               f"{float(correct.double().mean()):.3f}, attack success {float(result.success.double().mean()):.3f}, "
+               f"{result.queries_per_sample:.1f} passes per sample")
+    if eps is not None:
+        typer.echo(f"robust accuracy at eps={eps:g}: {float(result.robust_accuracy()[0]):.3f}")
+    else:
+        fooled = result.norm[correct & result.success]
+        if fooled.numel():
+            typer.echo(f"median {norm_name(p)} norm of the correctly classified samples fooled: "
+                       f"{float(fooled.median()):.4g} (mean {float(fooled.double().mean()):.4g})")
+        if eps_grid:
+            grid = [v for v in (parse_number(t.strip(), "--eps-grid") for t in eps_grid.split(",") if t.strip())
+                    if v is not None]
+            ra = result.robust_accuracy(grid)
+            typer.echo("eps              " + "".join(f"{e:>9.4g}" for e in grid))
+            typer.echo("robust accuracy  " + "".join(f"{float(a):>9.3f}" for a in ra))
+    typer.echo(f"wrote {out} (checkpoints in {sdir})")
