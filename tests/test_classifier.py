@@ -136,3 +136,96 @@ def test_dtype_follows_model():
     net = Affine(6, 3).double()
     out = Classifier(net).logits(torch.rand(2, 6))
     assert out.dtype == torch.float64
+
+
+# ------------------------------------------------------------------------------------------ the validations
+# Each validation the Classifier promises (input shape, NaN/Inf, bounds, labels, probability outputs, parameterless
+# models, eval mode restored) triggered once more with the full text of its message: what is wrong and what to do.
+
+
+def test_input_shape_learnt_from_the_first_batch_is_then_enforced():
+    clf = Classifier(TinyCNN())
+    clf.logits(torch.rand(2, 1, 28, 28))
+    assert clf.input_shape == (1, 28, 28)
+    with pytest.raises(InputError, match=r"inputs have shape \(1, 28, 27\) per sample but the classifier expects "
+                       r"\(1, 28, 28\); check channels-first layout \(N, C, H, W\)"):
+        clf.logits(torch.rand(2, 1, 28, 27))
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_inputs_are_counted_and_refused(bad):
+    x = torch.rand(5, 6)
+    x[1, 2] = bad
+    x[3, 0] = bad
+    with pytest.raises(InputError, match=r"^2 input\(s\) contain NaN or Inf values; clean or drop them"):
+        Classifier(Affine(6, 3), check_bounds=False).logits(x)
+
+
+def test_outside_bounds_names_the_range_and_the_fix():
+    clf = Classifier(Affine(6, 3), bounds=(-1.0, 1.0))
+    with pytest.raises(InputError, match=r"inputs lie in \[-1, 1.5\], outside the classifier's bounds \[-1, 1\].*"
+                       r"Pass the right bounds=, or check_bounds=False"):
+        clf.logits(torch.tensor([[-1.0, 0.0, 1.5, 0.2, 0.3, 0.4]]))
+    Classifier(Affine(6, 3), bounds=(-1.0, 1.0), check_bounds=False).logits(torch.full((1, 6), 1.5))
+
+
+def test_labels_out_of_range_name_the_valid_range():
+    clf = Classifier(Affine(6, 3))
+    with pytest.raises(LabelError, match=r"labels range over \[0, 3\] but the model has 3 classes \(valid: 0..2\); "
+                       r"check the label encoding \(1-based labels need y - 1\)"):
+        clf.loss_and_input_grad(torch.rand(2, 6), torch.tensor([0, 3]))
+    with pytest.raises(LabelError, match=r"range over \[0, 3\] but the model has 3 classes"):
+        clf.accuracy(torch.rand(2, 6), torch.tensor([3, 0]))
+
+
+def test_probability_warning_says_to_remove_the_softmax_and_log_probabilities_are_accepted():
+    clf = Classifier(nn.Sequential(Affine(6, 3), nn.Softmax(dim=1)))
+    with pytest.warns(RobustLensWarning, match="look like probabilities, not logits.*remove the final softmax"):
+        clf.logits(torch.rand(4, 6))
+    log_probs = Classifier(nn.Sequential(Affine(6, 3), nn.LogSoftmax(dim=1)))  # logits up to a constant: fine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log_probs.logits(torch.rand(4, 6))
+
+
+def test_parameterless_model_message_says_how_to_proceed():
+    with pytest.raises(RobustLensError, match="the model has no parameters: was it built without its layers.*"
+                       "pass allow_parameterless=True"):
+        Classifier(nn.Sequential(nn.Flatten(), nn.ReLU()))
+
+
+class _Fails(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert not self.training and not self.drop.training  # analysed in eval mode
+        raise KeyError("boom")
+
+
+def test_eval_mode_is_restored_per_module_even_when_the_model_raises():
+    net = _Fails()
+    net.train()
+    net.lin.eval()  # a mixed state: each module's own flag must come back
+    clf = Classifier(net, input_shape=(4,), num_classes=2)
+    with pytest.warns(RobustLensWarning, match="train mode and has BatchNorm/Dropout"), pytest.raises(KeyError):
+        clf.logits(torch.rand(3, 4))
+    assert net.training and net.drop.training and not net.lin.training
+
+
+def test_train_mode_warning_only_for_stateful_layers_and_only_once():
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Classifier(plain).logits(torch.rand(2, 4))  # train mode changes nothing here: no warning
+    assert plain.training
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2)).train()
+    clf = Classifier(net)
+    with pytest.warns(RobustLensWarning, match=r"Call model.eval\(\) to silence this"):
+        clf.logits(torch.rand(4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.logits(torch.rand(4, 4))
+    assert net.training and net[1].training

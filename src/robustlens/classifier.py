@@ -144,9 +144,11 @@ class Classifier:
                     "num_classes is unknown: pass num_classes= or input_shape= to Classifier, "
                     "or call clf.logits(x) once"
                 )
-            with torch.no_grad():
+            with torch.no_grad(), self.analysis_mode():
                 x = torch.full((1, *self.input_shape), self.bounds[0], device=self.device, dtype=self.dtype)
+                before = self.counter.forward
                 self.forward(x)
+                self.counter.forward = before  # a probe of the output size, not a query of the model
         assert self._num_classes is not None
         return self._num_classes
 
@@ -272,6 +274,9 @@ class Classifier:
                 )
         x = x.to(self.device, self.dtype)
         if y is not None:
+            if self.input_shape is None and self._num_classes is None:
+                # learn the input shape now (the first forward would), so labels are checked against the class count
+                self.input_shape = tuple(x.shape[1:])
             y = self.validate_labels(y, x.shape[0])
         return x, y
 
