@@ -167,11 +167,19 @@ def test_detector_switches_objective() -> None:
 
 def test_detector_rule_needs_both_drop_and_gap() -> None:
     x, y = masked_data(4)
-    det = CatastrophicOverfittingDetector(x, y, eps=0.3, drop=0.2, gap=0.2)
+    det = CatastrophicOverfittingDetector(x, y, eps=0.3, drop=0.2, gap=0.2, collapse=0.25)
+    # a collapse inside the first epoch: no earlier PGD accuracy to fall from (FGSM-AT at eps 0.3 on MNIST)
+    assert det.best_pgd < 0 and det.is_catastrophic(0.0, 0.77)
+    assert not det.is_catastrophic(0.0, 0.1)  # both low: an untrained model, not masking
+    assert not det.is_catastrophic(0.45, 0.89)  # healthy early FGSM-RS training: PGD at half the FGSM accuracy
     det.best_pgd = 0.8
     assert det.is_catastrophic(0.5, 0.9)
     assert not det.is_catastrophic(0.5, 0.6)  # FGSM fell too: plain loss of robustness, not masking
     assert not det.is_catastrophic(0.7, 0.95)  # PGD barely moved
+    off = CatastrophicOverfittingDetector(x, y, eps=0.3, collapse=0.0)
+    assert not off.is_catastrophic(0.0, 0.77)  # collapse=0: only a fall from an earlier best counts
+    with pytest.raises(ConfigError, match="collapse"):
+        CatastrophicOverfittingDetector(x, y, eps=0.3, collapse=1.5)
     with pytest.raises(ConfigError, match="switch_to"):
         CatastrophicOverfittingDetector(x, y, eps=0.3, action="switch")
     with pytest.raises(ConfigError, match="action"):

@@ -7,6 +7,7 @@ writes logs and checkpoints. The backend is ``gloo`` on CPU and ``nccl`` on CUDA
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -48,13 +49,21 @@ def setup(device: torch.device) -> DistInfo:
         raise RuntimeError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed support")
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend)
+    atexit.register(_destroy)
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), True)
 
 
-def teardown(info: DistInfo) -> None:
-    """Leave the process group if :func:`setup` created it."""
-    if info.initialized_here and dist.is_initialized():
+def _destroy() -> None:
+    if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def teardown(info: DistInfo) -> None:
+    """End a distributed run: wait for every rank. The process group stays up for later runs in the same process
+    and is destroyed at exit: destroying and re-creating it under one ``torchrun`` reuses the rendezvous store's
+    keys, and a rank that re-joins first can connect to its peer's old address (gloo ``connectFullMesh`` fails)."""
+    if info.enabled and dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def barrier(info: DistInfo) -> None:
