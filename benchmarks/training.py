@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -39,18 +40,18 @@ from robustlens.train import (
 )
 from robustlens.zoo import create_model
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(os.environ.get("ROBUSTLENS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 MODEL_KW = {"width": 16, "hidden": 100}  # a narrower SmallCNN: robust MNIST training fits the CPU budget
 
 
-def model(seed: int = 0) -> torch.nn.Module:
-    return create_model("smallcnn", 10, seed=seed, **MODEL_KW)
+def model(seed: int = 0, **kw: int) -> torch.nn.Module:
+    return create_model("smallcnn", 10, seed=seed, **{**MODEL_KW, **kw})
 
 
 # ---------------------------------------------------------------------------------------------------- timing
 def timing(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
-    data = load_dataset("mnist-embedded", "train")
+    data = load_dataset(args.data, "train", root=SHARED / "mnist" if args.data == "mnist" else None)
     n = args.batches * args.batch_size
     x, y = data.x[:n], data.y[:n]
     eps = 0.3
@@ -77,7 +78,9 @@ def timing(args: argparse.Namespace) -> None:
                     seed=0)
             times[name].append(h.last.time_s)
     base = statistics.median(times["standard"])
-    print(f"# torch {torch.__version__}, 1 thread, {args.batches} batches of {args.batch_size}, "
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
+    print(f"# {cpu}, torch {torch.__version__}, 1 thread, {args.batches} batches of {args.batch_size}, "
           f"smallcnn{MODEL_KW}, median of {args.repeats}")
     print("| objective | epoch time (s) | x standard | floor (passes) | ratio / floor |")
     print("|---|---:|---:|---:|---:|")
@@ -99,23 +102,26 @@ def _eval_sets(name: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     sets = {}
     held = load_dataset(name, "test", root=SHARED / "mnist" if name == "mnist" else None)
     sets["heldout"] = (held.x, held.y)
-    try:
-        full = load_dataset("mnist", "test", root=SHARED / "mnist")
-        sets["mnist-test"] = (full.x, full.y)
-    except Exception as e:  # the real test set is optional
-        print(f"real MNIST test set unavailable: {e}", file=sys.stderr)
+    if name != "mnist":
+        try:
+            full = load_dataset("mnist", "test", root=SHARED / "mnist")
+            sets["mnist-test"] = (full.x, full.y)
+        except Exception as e:  # the real test set is optional
+            print(f"real MNIST test set unavailable: {e}", file=sys.stderr)
     return sets
 
 
 def pgd_eval(m: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 40,
              alpha: float = 0.01, restarts: int = 1, seed: int = 1) -> float:
+    """PGD-``steps`` robust accuracy (Linf, step ``alpha``, random start; Madry et al.'s MNIST evaluation)."""
     from robustlens.attacks.pgd import PGD
 
     clf = Classifier(m, bounds=(0, 1))
     attack = PGD(norm="inf", eps=eps, steps=steps, alpha=alpha, random_start=True, restarts=restarts)
     robust = 0
-    for i in range(0, x.shape[0], 500):
-        res = attack(clf, x[i:i + 500], y[i:i + 500], seed=seed, indices=torch.arange(i, min(i + 500, x.shape[0])))
+    for i in range(0, x.shape[0], 1000):
+        xb, yb = x[i:i + 1000].to(clf.device), y[i:i + 1000].to(clf.device)
+        res = attack(clf, xb, yb, seed=seed, indices=torch.arange(i, i + xb.shape[0]))
         robust += int((res.clean_correct & ~res.success).sum())
     return robust / x.shape[0]
 
@@ -129,56 +135,188 @@ class PrintEpoch:
               f"eval={ {k: round(v, 4) for k, v in r.eval.items()} } metrics={r.metrics}", flush=True)
 
 
+class TimeBudget:
+    """Stops training once the training time exceeds ``minutes`` (a safety net for fixed-length jobs)."""
+
+    def __init__(self, minutes: float | None) -> None:
+        self.limit = None if minutes is None else 60.0 * minutes
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, trainer, epoch: int, history) -> None:  # noqa: ANN001
+        if self.limit is not None and time.perf_counter() - self.t0 > self.limit:
+            trainer.stop_training = True
+            trainer.stop_reason = f"time budget of {self.limit / 60:.1f} min reached after epoch {epoch + 1}"
+
+
+def make_objective(args: argparse.Namespace):  # noqa: ANN201
+    name, eps = args.name, args.eps
+    if name == "pgd-at":
+        return PGDAT(eps, steps=args.steps, step_size=args.alpha)
+    if name == "fgsm-rs":
+        return FGSMRS(eps, alpha=args.alpha)
+    if name == "gradalign":
+        return GradAlign(eps, lam=args.lam)
+    if name == "fgsm-co":
+        return FGSMAT(eps)
+    if name == "cure":
+        return CURE(h=args.h, lam=args.lam)
+    if name == "standard":
+        return Standard()
+    if name == "gaussian":
+        return GaussianAugmentation(args.sigma)
+    raise SystemExit(f"unknown reproduction {name}; choose pgd-at, fgsm-rs, gradalign, fgsm-co, cure, standard, "
+                     "gaussian")
+
+
+def certify_curve(m: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, n: int, out: Path,
+                  batch: int) -> dict:
+    """Cohen et al.'s CERTIFY (n0 = 100, alpha = 0.001) on ``x`` and the certified accuracy at radii 0..2."""
+    from robustlens.certify import Smoothed
+
+    sm = Smoothed(Classifier(m, bounds=(0, 1)), sigma)
+    t = time.perf_counter()
+    res = sm.certify(x, y, n0=100, n=n, alpha=0.001, batch_size=batch, seed=0)
+    secs = time.perf_counter() - t
+    res.save(out / "certify.json")
+    radii = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+    acc = res.certified_accuracy(radii)
+    return {"sigma": sigma, "n": n, "n0": 100, "alpha": 0.001, "images": int(x.shape[0]), "seconds": secs,
+            "radii": radii, "certified_accuracy": [float(a) for a in acc]}
+
+
+def plan_epochs(args: argparse.Namespace, obj, tx: torch.Tensor, ty: torch.Tensor) -> int:  # noqa: ANN001
+    """The number of epochs (at most ``--epochs``) whose training fits ``--budget-minutes``, from the time of 30
+    steps measured on a throw-away copy of the model (so the one-cycle schedule always runs to its end)."""
+    probe = model(args.seed, width=args.width, hidden=args.hidden).to(args.device)
+    steps = 30
+    n = steps * args.batch_size
+    fit(probe, (tx[:args.batch_size], ty[:args.batch_size]), objective=obj, epochs=1, lr=args.lr,
+        optimizer=args.optimizer, batch_size=args.batch_size, progress=False, device=args.device)  # warm-up
+    h = fit(probe, (tx[:n], ty[:n]), objective=obj, epochs=1, lr=args.lr, optimizer=args.optimizer,
+            batch_size=args.batch_size, progress=False, device=args.device)
+    per_epoch = h.last.time_s / steps * -(-tx.shape[0] // args.batch_size)
+    epochs = max(1, min(args.epochs, int(60 * args.budget_minutes / per_epoch)))
+    print(f"planned {epochs} epochs: {per_epoch:.1f} s per epoch measured, budget {args.budget_minutes} min",
+          flush=True)
+    return epochs
+
+
 def repro(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    name = args.name
-    eps = args.eps
+    name, eps = args.name, args.eps
     train = load_dataset(args.data, "train", root=SHARED / "mnist" if args.data == "mnist" else None)
-    sets = _eval_sets("mnist-embedded" if args.data == "mnist-embedded" else "mnist")
+    tx, ty = train.x, train.y
+    if args.train_n:
+        tx, ty = tx[:args.train_n], ty[:args.train_n]
+    sets = _eval_sets(args.data)
     hx, hy = sets["heldout"]
-    n_track = 500
+    n_track = args.n_track
     callbacks: list = []
-    lr, epochs = args.lr, args.epochs
-    if name == "pgd-at":
-        obj = PGDAT(eps, steps=args.steps)
-    elif name == "fgsm-rs":
-        obj = FGSMRS(eps, alpha=args.alpha)
-    elif name == "gradalign":
-        obj = GradAlign(eps, lam=args.lam)
-    elif name == "fgsm-co":
-        obj = FGSMAT(eps)
-    elif name == "cure":
-        obj = CURE(h=args.h, lam=args.lam)
-    elif name == "standard":
-        obj = Standard()
-    else:
-        raise SystemExit(f"unknown reproduction {name}")
+    obj = make_objective(args)
     if name in ("fgsm-co", "fgsm-rs", "gradalign"):
         callbacks.append(CatastrophicOverfittingDetector(hx[-n_track:], hy[-n_track:], eps=eps, n=None,
                                                          action="warn", pgd_steps=10))
-    else:
+    elif name != "gaussian":
         callbacks.append(RobustOverfittingTracker(hx[-n_track:], hy[-n_track:], eps=eps, steps=10))
-    callbacks.append(PrintEpoch())
-    out = Path(args.out) / name
-    m = model(args.seed)
+    callbacks += [PrintEpoch(), TimeBudget(args.max_minutes)]
+    out = Path(args.out) / (args.tag or name)
+    epochs = args.epochs
+    if args.budget_minutes:
+        epochs = plan_epochs(args, obj, tx, ty)
+    m = model(args.seed, width=args.width, hidden=args.hidden).to(args.device)
     t0 = time.perf_counter()
-    hist = fit(m, train, objective=obj, epochs=epochs, lr=lr, schedule=args.schedule, optimizer=args.optimizer,
-               weight_decay=args.wd, batch_size=args.batch_size, seed=args.seed, eval_data=(hx, hy),
-               callbacks=callbacks, out_dir=out, resume=True, progress=False)
+    hist = fit(m, (tx, ty), objective=obj, epochs=epochs, lr=args.lr, schedule=args.schedule,
+               optimizer=args.optimizer, weight_decay=args.wd, batch_size=args.batch_size, seed=args.seed,
+               eval_data=(hx, hy), callbacks=callbacks, out_dir=out, resume=True, progress=False,
+               device=args.device)
     train_time = sum(r.time_s for r in hist.records)
-    summary: dict = {"name": name, "objective": hist.config, "train_seconds": train_time,
-                     "wall_seconds_incl_eval": time.perf_counter() - t0, "eps": eps, "data": args.data}
+    summary: dict = {"name": name, "tag": args.tag or name, "config": hist.config, "train_seconds": train_time,
+                     "epochs_done": len(hist.records), "stopped_early": hist.stopped_early,
+                     "stop_reason": hist.stop_reason, "seconds_per_epoch": train_time / max(1, len(hist.records)),
+                     "wall_seconds_incl_eval": time.perf_counter() - t0, "eps": eps, "data": args.data,
+                     "train_samples": int(tx.shape[0]), "model": {"name": "smallcnn", "width": args.width,
+                                                                  "hidden": args.hidden},
+                     "device": str(args.device), "torch": torch.__version__, "epochs_requested": args.epochs,
+                     "epochs_planned": epochs}
+    flagged = [r.epoch + 1 for r in hist.records if r.metrics.get("catastrophic_overfitting")]
+    if name in ("fgsm-co", "fgsm-rs", "gradalign"):
+        summary["catastrophic_overfitting_epochs"] = flagged
     m.eval()
     clf = Classifier(m, bounds=(0, 1))
     for key, (x, y) in sets.items():
-        summary[f"clean_{key}"] = clf.accuracy(x, y)
+        summary[f"clean_{key}"] = clf.accuracy(x.to(clf.device), y.to(clf.device))
     ne = args.n_eval
-    summary["n_pgd_eval"] = ne
-    summary["pgd40_heldout"] = pgd_eval(m, hx[:ne], hy[:ne], eps)
-    if name == "cure" or name == "standard":
-        summary["pgd40_heldout_eps0.1"] = pgd_eval(m, hx[:ne], hy[:ne], 0.1)
+    summary["n_pgd_eval"] = min(ne, int(hx.shape[0]))
+    if name != "gaussian":
+        summary["pgd40_heldout"] = pgd_eval(m, hx[:ne], hy[:ne], eps)
+    if name in ("cure", "standard", "gaussian"):
+        for e in (0.1, 0.2):
+            summary[f"pgd40_heldout_eps{e}"] = pgd_eval(m, hx[:ne], hy[:ne], e, alpha=e / 30)
+    if name == "gaussian" and args.n_cert:
+        summary["certification"] = certify_curve(m, hx[:args.n_cert], hy[:args.n_cert], args.sigma, args.cert_n,
+                                                 out, args.cert_batch)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
+
+
+# ---------------------------------------------------------------------------------------------------- suite
+# The reproductions run for docs/training.md: (tag, argv). Full MNIST (60,000 training images), SmallCNN width 32 /
+# hidden 256, Adam with a one-cycle learning rate of peak 5e-3, batch 100, 10 epochs: the fast-AT MNIST recipe of
+# Wong, Rice and Kolter (2020) (their PGD-AT baseline: 40 steps of 0.01).
+_COMMON = ["--data", "mnist", "--optimizer", "adam", "--lr", "5e-3", "--wd", "0", "--batch-size", "100",
+           "--width", "32", "--hidden", "256", "--n-eval", "10000"]
+SUITE: dict[str, list[str]] = {
+    "pgd40-at": ["pgd-at", "--steps", "40", "--alpha", "0.01", "--epochs", "10"],
+    "pgd10-at": ["pgd-at", "--steps", "10", "--alpha", "0.04", "--epochs", "10"],
+    "fgsm-rs": ["fgsm-rs", "--alpha", "0.375", "--epochs", "10"],
+    "gradalign": ["gradalign", "--lam", "1.0", "--epochs", "10"],
+    "fgsm-co": ["fgsm-co", "--epochs", "10"],
+    "fgsm-co-eps0.4": ["fgsm-co", "--eps", "0.4", "--epochs", "10"],
+    "fgsm-rs-eps0.4": ["fgsm-rs", "--eps", "0.4", "--alpha", "0.5", "--epochs", "10"],
+    "gradalign-eps0.4": ["gradalign", "--eps", "0.4", "--lam", "2.0", "--epochs", "10"],
+    "cure": ["cure", "--h", "1.5", "--lam", "4", "--epochs", "10"],
+    "cure-h3": ["cure", "--h", "3.0", "--lam", "1", "--epochs", "10"],
+    "standard": ["standard", "--epochs", "10"],
+    "gaussian-0.25": ["gaussian", "--sigma", "0.25", "--epochs", "10", "--n-cert", "500"],
+    "gaussian-0.5": ["gaussian", "--sigma", "0.5", "--epochs", "10", "--n-cert", "500"],
+}
+
+
+def suite(args: argparse.Namespace) -> None:
+    """Run the reproductions of SUITE as concurrent processes (one thread each), logs in OUT/logs/TAG.log."""
+    import subprocess
+
+    tags = list(SUITE) if not args.only else args.only.split(",")
+    out = Path(args.out)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    procs = {}
+    for tag in tags:
+        argv = [sys.executable, __file__, "repro", *SUITE[tag], *_COMMON, "--tag", tag, "--out", str(out),
+                "--device", args.device, *(args.extra.split() if args.extra else [])]
+        log = open(out / "logs" / f"{tag}.log", "w")  # noqa: SIM115
+        procs[tag] = (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+    for tag, (p, log) in procs.items():
+        rc = p.wait()
+        log.close()
+        print(f"{tag}: exit {rc}", flush=True)
+    table(argparse.Namespace(runs=str(out)))
+
+
+def table(args: argparse.Namespace) -> None:
+    """A markdown table of the summaries under RUNS."""
+    print("| run | epochs | train s | s/epoch | clean | PGD-40 eps=0.3 | PGD-40 eps=0.1 | CO flagged at |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for f in sorted(Path(args.runs).glob("*/summary.json")):
+        s = json.loads(f.read_text())
+
+        def g(k: str, s: dict = s) -> str:
+            v = s.get(k)
+            return "-" if v is None else f"{100 * v:.1f}"
+        co = s.get("catastrophic_overfitting_epochs")
+        print(f"| {s['tag']} | {s['epochs_done']} | {s['train_seconds']:.0f} | {s['seconds_per_epoch']:.1f} | "
+              f"{g('clean_heldout')} | {g('pgd40_heldout')} | {g('pgd40_heldout_eps0.1')} | "
+              f"{'-' if co is None else (co or 'never')} |")
 
 
 # ---------------------------------------------------------------------------------------------------- figures
@@ -240,16 +378,26 @@ def main() -> None:
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--repeats", type=int, default=3)
     t.add_argument("--json", default=None)
+    t.add_argument("--data", default="mnist-embedded")
     r = sub.add_parser("repro")
     r.add_argument("name")
     r.add_argument("--out", default="runs/repro")
+    r.add_argument("--tag", default=None, help="run folder name (default: NAME)")
     r.add_argument("--data", default="mnist-embedded")
+    r.add_argument("--train-n", type=int, default=0, help="train on the first N images only (0: all)")
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--width", type=int, default=MODEL_KW["width"])
+    r.add_argument("--hidden", type=int, default=MODEL_KW["hidden"])
     r.add_argument("--epochs", type=int, default=15)
     r.add_argument("--eps", type=float, default=0.3)
     r.add_argument("--steps", type=int, default=10)
-    r.add_argument("--alpha", type=float, default=None)
+    r.add_argument("--alpha", type=float, default=None, help="step size (PGD-AT, FGSM-RS)")
     r.add_argument("--lam", type=float, default=0.2)
     r.add_argument("--h", type=float, default=0.5)
+    r.add_argument("--sigma", type=float, default=0.25)
+    r.add_argument("--n-cert", type=int, default=0, help="gaussian: certify this many held-out images")
+    r.add_argument("--cert-n", type=int, default=100_000)
+    r.add_argument("--cert-batch", type=int, default=10_000)
     r.add_argument("--lr", type=float, default=0.05)
     r.add_argument("--wd", type=float, default=5e-4)
     r.add_argument("--schedule", default="onecycle")
@@ -258,11 +406,22 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--n-eval", type=int, default=1000)
+    r.add_argument("--n-track", type=int, default=500)
+    r.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
+    r.add_argument("--budget-minutes", type=float, default=None,
+                   help="train for as many epochs (at most --epochs) as fit in this time, measured first")
+    s = sub.add_parser("suite")
+    s.add_argument("--out", default="runs/suite")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--only", default="", help="comma-separated tags of SUITE")
+    s.add_argument("--extra", default="", help="extra arguments for every run")
+    tb = sub.add_parser("table")
+    tb.add_argument("--runs", default="runs/suite")
     f = sub.add_parser("figures")
     f.add_argument("--runs", default="runs/repro")
     f.add_argument("--out", default="docs/figures")
     args = ap.parse_args()
-    {"timing": timing, "repro": repro, "figures": figures}[args.cmd](args)
+    {"timing": timing, "repro": repro, "suite": suite, "table": table, "figures": figures}[args.cmd](args)
 
 
 if __name__ == "__main__":
