@@ -5,6 +5,7 @@ from __future__ import annotations
 from .commands import attack as _attack  # noqa: F401
 from .commands import basic  # noqa: F401  (registers commands)
 from .commands import certify as _certify  # noqa: F401
+from .commands import train as _train  # noqa: F401
 from .commands.app import app
 
 __all__ = ["app", "main"]
