@@ -320,53 +320,80 @@ def table(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- figures
+def _histories(runs: Path, tags: list[str]) -> dict:
+    from robustlens.train import TrainingHistory
+
+    out = {}
+    for t in tags:
+        f = runs / t / "history.json"
+        if f.is_file():
+            out[t] = TrainingHistory.load(f)
+    return out
+
+
 def figures(args: argparse.Namespace) -> None:
+    """docs/figures/training_curves.png (robust and clean accuracy per epoch of the main runs),
+    training_catastrophic.png (PGD / FGSM accuracy and gradient cosine of the single-step runs, flagged epochs in red)
+    and training_certified.png (certified accuracy vs L2 radius of the Gaussian-augmented models)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from robustlens.train import TrainingHistory
+    from robustlens.certify.smoothing import CertifyResult
 
-    runs = Path(args.runs)
-    out = Path(args.out)
+    runs, out = Path(args.runs), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    hists = {}
-    for d in sorted(runs.iterdir()):
-        if (d / "history.json").is_file():
-            hists[d.name] = TrainingHistory.load(d / "history.json")
-    if not hists:
-        raise SystemExit(f"no histories under {runs}")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name, h in hists.items():
-        ep = [r.epoch + 1 for r in h.records]
-        rob = h.series("metrics.robust_accuracy")
-        if all(v != v for v in rob):
-            rob = h.series("metrics.pgd_accuracy")
-        axes[0].plot(ep, rob, marker="o", label=name)
-        axes[1].plot(ep, h.series("eval.accuracy"), marker="o", label=name)
-    axes[0].set(xlabel="epoch", ylabel="PGD-10 accuracy (held-out)", title="robust accuracy, eps=0.3")
-    axes[1].set(xlabel="epoch", ylabel="clean accuracy (held-out)", title="clean accuracy")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "training_curves.png", dpi=110)
-    if "fgsm-co" in hists:
-        h = hists["fgsm-co"]
-        ep = [r.epoch + 1 for r in h.records]
-        fig, ax = plt.subplots(figsize=(5.5, 3.6))
-        ax.plot(ep, h.series("metrics.fgsm_accuracy"), marker="o", label="FGSM accuracy")
-        ax.plot(ep, h.series("metrics.pgd_accuracy"), marker="o", label="PGD-10 accuracy")
-        ax.plot(ep, h.series("metrics.grad_cosine"), marker="s", label="gradient cosine")
-        flagged = [e for e, r in zip(ep, h.records, strict=True) if r.metrics.get("catastrophic_overfitting")]
-        for e in flagged:
-            ax.axvline(e, color="red", alpha=0.2)
-        ax.set(xlabel="epoch", title="FGSM-AT: catastrophic overfitting (red: flagged)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    main = _histories(runs, ["pgd10-at", "fgsm-rs", "gradalign", "cure", "cure-h3", "standard"])
+    if main:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        for name, h in main.items():
+            ep = [r.epoch + 1 for r in h.records]
+            rob = h.series("metrics.robust_accuracy")
+            if all(v != v for v in rob):
+                rob = h.series("metrics.pgd_accuracy")
+            axes[0].plot(ep, rob, marker="o", ms=3, label=name)
+            axes[1].plot(ep, h.series("eval.accuracy"), marker="o", ms=3, label=name)
+        axes[0].set(xlabel="epoch", ylabel="PGD-10 accuracy", title="robust accuracy, eps = 0.3 (500 test images)")
+        axes[1].set(xlabel="epoch", ylabel="clean accuracy", title="clean accuracy (10,000 test images)")
+        for ax in axes:
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out / "training_catastrophic.png", dpi=110)
+        fig.savefig(out / "training_curves.png", dpi=90)
+        plt.close(fig)
+    co_runs = Path(args.co_runs) if args.co_runs else runs
+    co = _histories(co_runs, ["fgsm-co", "fgsm-rs", "gradalign", "pgd-at"])
+    if co:
+        fig, axes = plt.subplots(1, len(co), figsize=(3.2 * len(co), 3.0), sharey=True)
+        for ax, (name, h) in zip(list(axes) if len(co) > 1 else [axes], co.items(), strict=True):
+            ep = [r.epoch + 1 for r in h.records]
+            ax.plot(ep, h.series("metrics.fgsm_accuracy"), marker="o", ms=3, label="FGSM acc.")
+            ax.plot(ep, h.series("metrics.pgd_accuracy"), marker="o", ms=3, label="PGD-10 acc.")
+            ax.plot(ep, h.series("metrics.grad_cosine"), marker="s", ms=3, label="grad. cosine")
+            if name == "pgd-at":
+                ax.plot(ep, h.series("metrics.robust_accuracy"), marker="o", ms=3, label="PGD-10 acc.")
+            for e, r in zip(ep, h.records, strict=True):
+                if r.metrics.get("catastrophic_overfitting"):
+                    ax.axvspan(e - 0.4, e + 0.4, color="red", alpha=0.12)
+            ax.set(xlabel="epoch", title=name)
+            ax.grid(alpha=0.3)
+        (axes[0] if len(co) > 1 else axes).legend(fontsize=7)
+        fig.suptitle("single-step training at eps = 0.3 (red: flagged as catastrophic overfitting)", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out / "training_catastrophic.png", dpi=90)
+        plt.close(fig)
+    certs = {t: runs / t / "certify.json" for t in ("gaussian-0.25", "gaussian-0.5")}
+    certs = {t: f for t, f in certs.items() if f.is_file()}
+    if certs:
+        fig, ax = plt.subplots(figsize=(4.8, 3.2))
+        for f in certs.values():
+            res = CertifyResult.load(f)
+            res.curve().plot(ax=ax, label=f"sigma = {res.sigma:g}")
+        ax.set_title("MNIST, Gaussian augmentation: certified accuracy", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out / "training_certified.png", dpi=90)
+        plt.close(fig)
     print(f"figures written to {out}")
 
 
@@ -418,7 +445,8 @@ def main() -> None:
     tb = sub.add_parser("table")
     tb.add_argument("--runs", default="runs/suite")
     f = sub.add_parser("figures")
-    f.add_argument("--runs", default="runs/repro")
+    f.add_argument("--runs", default="runs/suite", help="the suite's runs")
+    f.add_argument("--co-runs", default=None, help="runs of fgsm-co / fgsm-rs / gradalign (default: --runs)")
     f.add_argument("--out", default="docs/figures")
     args = ap.parse_args()
     {"timing": timing, "repro": repro, "suite": suite, "table": table, "figures": figures}[args.cmd](args)

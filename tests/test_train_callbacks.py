@@ -167,11 +167,12 @@ def test_detector_switches_objective() -> None:
 
 def test_detector_rule_needs_both_drop_and_gap() -> None:
     x, y = masked_data(4)
-    det = CatastrophicOverfittingDetector(x, y, eps=0.3, drop=0.2, gap=0.2, collapse=0.25)
+    det = CatastrophicOverfittingDetector(x, y, eps=0.3, drop=0.2, gap=0.2, collapse=0.1)
     # a collapse inside the first epoch: no earlier PGD accuracy to fall from (FGSM-AT at eps 0.3 on MNIST)
     assert det.best_pgd < 0 and det.is_catastrophic(0.0, 0.77)
     assert not det.is_catastrophic(0.0, 0.1)  # both low: an untrained model, not masking
     assert not det.is_catastrophic(0.45, 0.89)  # healthy early FGSM-RS training: PGD at half the FGSM accuracy
+    assert not det.is_catastrophic(0.12, 0.49)  # early GradAlign training: both still rising
     det.best_pgd = 0.8
     assert det.is_catastrophic(0.5, 0.9)
     assert not det.is_catastrophic(0.5, 0.6)  # FGSM fell too: plain loss of robustness, not masking

@@ -154,7 +154,8 @@ class CatastrophicOverfittingDetector:
     collapsed below ``collapse`` times the FGSM accuracy: the model has learnt to defeat the single-step attack it
     trains on while becoming vulnerable to the multi-step one. The second branch catches a collapse inside the first
     epoch (FGSM training at eps = 0.3 on MNIST: PGD accuracy 0 and FGSM accuracy 0.77 after one epoch), when there is
-    no earlier PGD accuracy to fall from.
+    no earlier PGD accuracy to fall from; early healthy training (PGD accuracy 0.12 beside FGSM accuracy 0.49 for
+    GradAlign after two MNIST epochs) stays above it.
 
     Records ``metrics["pgd_accuracy"]``, ``["fgsm_accuracy"]``, ``["grad_cosine"]`` and
     ``["catastrophic_overfitting"]`` each epoch. On detection it always warns (:class:`RobustLensWarning`), then:
@@ -164,7 +165,7 @@ class CatastrophicOverfittingDetector:
     """
 
     def __init__(self, x: Tensor, y: Tensor, *, eps: float, norm: float | str = INF, pgd_steps: int = 10,
-                 n: int | None = 512, drop: float = 0.2, gap: float = 0.2, collapse: float = 0.25,
+                 n: int | None = 512, drop: float = 0.2, gap: float = 0.2, collapse: float = 0.1,
                  action: Action = "warn",
                  switch_to: Objective | None = None, restore_best: bool = True, seed: int = 0) -> None:
         if action not in ("warn", "stop", "switch"):
