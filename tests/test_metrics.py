@@ -150,3 +150,29 @@ def test_stats_of_one_batch_and_bad_arguments() -> None:
         robust_accuracy(clf, (x, y), DeepFool(), [-1.0], progress=False)
     with pytest.raises(ConfigError):
         distance_stats(res.norm, res.labels, res.clean_correct, res.success, quantiles=(1.5,))
+
+
+def test_factory_may_return_any_runner_with_an_eps() -> None:
+    """Ensembles such as AutoAttack are not Attack subclasses; a factory may return any callable with ``eps``."""
+    from robustlens.attacks.fgsm import FGSM
+
+    class Wrapped:
+        name = "wrapped-fgsm"
+        p = math.inf
+
+        def __init__(self, eps: float) -> None:
+            self.eps = eps
+            self.inner = FGSM("Linf", eps)
+            self.settings = {"eps": eps}
+
+        def __call__(self, clf, x, y=None, *, target=None, seed=0, indices=None):
+            return self.inner(clf, x, y, target=target, seed=seed, indices=indices)
+
+    m, clf, x, y = setup(n=40, d=30, seed=5)
+    exact = affine_distance(m, x, 1.0)
+    correct = clf.predict(x) == y
+    s = exact[correct].sort().values
+    eps = [float(s[k] + s[k + 1]) / 2 for k in (3, 15)]
+    curve = robust_accuracy(clf, (x, y), Wrapped, eps, progress=False)
+    assert curve.attack == "wrapped-fgsm" and curve.p == math.inf
+    assert curve.robust_accuracy == pytest.approx([float((correct & (exact > e)).double().mean()) for e in eps])

@@ -33,7 +33,9 @@ from .results import Result
 from .runner import run_evaluation
 
 DEFAULT_QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
-AttackFactory = Callable[[float], Attack]
+AttackFactory = Callable[[float], Any]
+"""``eps -> attack``: an eps-bounded :class:`Attack`, or any callable with the attack call and an ``eps`` attribute
+(e.g. ``robustlens.attacks.registry.AutoAttackRunner``)."""
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -410,23 +412,24 @@ def robust_accuracy(
     name, p, n = "", INF, 0
     for i, e in enumerate(grid):
         att = factory(e)
-        if not isinstance(att, BoundedAttack):
+        got = getattr(att, "eps", None)
+        if isinstance(att, MinimalNormAttack) or not callable(att) or got is None:
             raise ConfigError(f"the factory returned a {type(att).__name__}, not an eps-bounded attack")
-        if abs(att.eps - e) > 1e-12:
-            raise ConfigError(f"the factory built an attack with eps={att.eps} when asked for eps={e}")
+        if abs(float(got) - e) > 1e-12:
+            raise ConfigError(f"the factory built an attack with eps={got} when asked for eps={e}")
 
-        def fn(bx: Tensor, by: Tensor | None, bi: Tensor, att: Attack = att) -> dict[str, Tensor]:
+        def fn(bx: Tensor, by: Tensor | None, bi: Tensor, att: Any = att) -> dict[str, Tensor]:
             res = att(clf, bx, by, target=target, seed=seed, indices=bi)
             return {"success": res.success, "clean_correct": res.clean_correct}
 
-        config = {"entry": "robust_accuracy", "attack": att.name, "settings": att.settings, "eps": e,
+        config = {"entry": "robust_accuracy", "attack": att.name, "settings": getattr(att, "settings", {}), "eps": e,
                   "target": target}
         out = run_evaluation(fn, materialized, state_dir=_sub_state(state_dir, f"eps_{i}"), batch_size=batch_size,
                             config=config, seed=seed, model=clf, indices=indices, resume=resume,
                             overwrite=overwrite, progress=progress, desc=f"{att.name} eps={e:g}")
         ok = out["clean_correct"].bool()
         accs.append(float((ok & ~out["success"].bool()).double().mean()))
-        clean, name, p, n = float(ok.double().mean()), att.name, att.p, int(ok.numel())
+        clean, name, p, n = float(ok.double().mean()), att.name, float(getattr(att, "p", INF)), int(ok.numel())
     order = sorted(range(len(grid)), key=lambda k: grid[k])
     return RobustAccuracyCurve(eps=[grid[k] for k in order], robust_accuracy=[accs[k] for k in order],
                                clean_accuracy=clean, p=p, attack=name, n=n, source="bounded")
