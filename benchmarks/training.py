@@ -1,13 +1,16 @@
-"""Training benchmarks and reproductions (docs/training.md, BENCHMARKS.md "Training").
+"""Training benchmarks and reproductions (docs/training.md, benchmarks/results/training.md).
 
-    python benchmarks/training.py timing [--batches 20] [--repeats 3]
+    python benchmarks/training.py timing [--batches 20] [--repeats 3] [--data mnist-embedded|mnist]
         Epoch time of each objective as a multiple of a standard epoch (same model, data, batches, one thread),
         beside the floor (passes per step: k+1 for PGD-k, 2 for FGSM-RS).
-    python benchmarks/training.py repro NAME [--out runs/repro] [--epochs E] [--data mnist-embedded|mnist]
-        NAME in: pgd-at, fgsm-rs, gradalign, fgsm-co, cure, standard. Trains on MNIST, evaluates clean accuracy on
-        the held-out split and on the real 10,000-image MNIST test set, and PGD-40 robust accuracy, and writes
-        OUT/NAME/summary.json beside the history and checkpoints.
-    python benchmarks/training.py figures [--runs runs/repro] [--out docs/figures]
+    python benchmarks/training.py repro NAME [--data mnist-embedded|mnist] [--device cpu|cuda] [--epochs E] ...
+        NAME in: pgd-at, fgsm-rs, gradalign, fgsm-co, cure, standard, gaussian. Trains on MNIST and writes
+        OUT/TAG/summary.json (clean accuracy, PGD-40 robust accuracy with Madry et al.'s step 0.01, the epochs flagged
+        as catastrophic overfitting, certified accuracy for gaussian) beside the history and checkpoints.
+    python benchmarks/training.py suite [--device cuda] [--out runs/suite] [--extra "--budget-minutes 3"]
+        The reproductions of docs/training.md (SUITE below), as concurrent one-thread processes.
+    python benchmarks/training.py table [--runs runs/suite] [--json FILE]
+    python benchmarks/training.py figures [--runs runs/suite] [--co-runs runs/cpu] [--out docs/figures]
 """
 
 from __future__ import annotations
@@ -307,8 +310,10 @@ def table(args: argparse.Namespace) -> None:
     """A markdown table of the summaries under RUNS."""
     print("| run | epochs | train s | s/epoch | clean | PGD-40 eps=0.3 | PGD-40 eps=0.1 | CO flagged at |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
+    summaries = []
     for f in sorted(Path(args.runs).glob("*/summary.json")):
         s = json.loads(f.read_text())
+        summaries.append(s)
 
         def g(k: str, s: dict = s) -> str:
             v = s.get(k)
@@ -317,6 +322,8 @@ def table(args: argparse.Namespace) -> None:
         print(f"| {s['tag']} | {s['epochs_done']} | {s['train_seconds']:.0f} | {s['seconds_per_epoch']:.1f} | "
               f"{g('clean_heldout')} | {g('pgd40_heldout')} | {g('pgd40_heldout_eps0.1')} | "
               f"{'-' if co is None else (co or 'never')} |")
+    if getattr(args, "json", None):
+        Path(args.json).write_text(json.dumps(summaries, indent=1))
 
 
 # ---------------------------------------------------------------------------------------------------- figures
@@ -444,6 +451,7 @@ def main() -> None:
     s.add_argument("--extra", default="", help="extra arguments for every run")
     tb = sub.add_parser("table")
     tb.add_argument("--runs", default="runs/suite")
+    tb.add_argument("--json", default=None, help="also write the summaries to this file")
     f = sub.add_parser("figures")
     f.add_argument("--runs", default="runs/suite", help="the suite's runs")
     f.add_argument("--co-runs", default=None, help="runs of fgsm-co / fgsm-rs / gradalign (default: --runs)")
