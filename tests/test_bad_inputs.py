@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pickle
 import re
 import warnings
 from collections.abc import Callable
@@ -399,6 +400,18 @@ def _(tmp: Path) -> None:
     torch.save(Affine(6, 3).state_dict(), p)
     with pytest.raises(ConfigError, match="holds weights but no architecture; pass model="):
         load_model(p)
+
+
+@row("data-pickle-with-code")
+def _(tmp: Path) -> None:
+    from robustlens.data.cifar import read_batch
+
+    marker = tmp / "ran"
+    p = tmp / "data_batch_1"
+    p.write_bytes(pickle.dumps({b"data": _Payload(marker), b"labels": [0, 1]}))
+    with pytest.raises(UnsafeLoadError, match=r"refusing to unpickle (io|builtins).open: a CIFAR batch holds only arrays.*not a genuine batch"):
+        read_batch(p)
+    assert not marker.exists()
 
 
 # ------------------------------------------------------------------------------------------ state and results
