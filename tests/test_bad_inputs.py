@@ -409,7 +409,8 @@ def _(tmp: Path) -> None:
     marker = tmp / "ran"
     p = tmp / "data_batch_1"
     p.write_bytes(pickle.dumps({b"data": _Payload(marker), b"labels": [0, 1]}))
-    with pytest.raises(UnsafeLoadError, match=r"refusing to unpickle (io|builtins).open: a CIFAR batch holds only arrays.*not a genuine batch"):
+    msg = r"refusing to unpickle (io|builtins).open: a CIFAR batch holds only arrays.*not a genuine batch"
+    with pytest.raises(UnsafeLoadError, match=msg):
         read_batch(p)
     assert not marker.exists()
 
