@@ -148,7 +148,12 @@ def build_model(name: str, data: ImageData, seed: int) -> nn.Module:
         if h != w:
             raise ConfigError(f"--model {name} needs square images, but {data.name} has {h}x{w}")
         kw["input_size"] = h
-    return create_model(name, num_classes=data.num_classes, in_channels=c, seed=seed, **kw)
+    try:
+        return create_model(name, num_classes=data.num_classes, in_channels=c, seed=seed, **kw)
+    except ConfigError:
+        raise
+    except ValueError as e:  # an architecture that cannot take this input size
+        raise ConfigError(f"--model {name} does not fit {data.name} ({c}x{h}x{w} images): {e}") from e
 
 
 #: CLI option name -> constructor keyword of the objectives (``eps`` is the radius under any of its names).
