@@ -236,6 +236,38 @@ def test_smoothed_predict_is_a_class_or_abstains(problem: Any, sigma: float, n: 
         assert bool(torch.isfinite(res.pvalue).all())
 
 
+@FUZZ
+@given(st.integers(1, 12), st.integers(-1, 14), st.one_of(st.none(), st.lists(st.integers(-1, 12), max_size=8)),
+       st.sets(st.integers(0, 12), max_size=4), st.integers(0, 50))
+def test_runner_equals_direct_computation_after_any_partial_loss(n: int, batch_size: int, indices: Any,
+                                                                  lost: set[int], seed: int) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from robustlens.runner import run_evaluation
+    from robustlens.seeding import SampleRNG
+
+    x = torch.rand(n, 3, generator=torch.Generator().manual_seed(n))
+
+    def fn(bx: torch.Tensor, by: Any, bi: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"v": bx + SampleRNG(seed, bi).randn((3,))}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "state"
+        first = clear_error_or(lambda: run_evaluation(fn, x, state_dir=state, batch_size=batch_size, seed=seed,
+                                                      indices=indices, progress=False))
+        if first is None:
+            return
+        idx = torch.arange(n) if indices is None else torch.tensor(indices)
+        direct = x[idx] + SampleRNG(seed, idx).randn((3,))
+        assert torch.equal(first["v"], direct) and torch.equal(first.indices, idx)
+        for b in lost:  # batches lost to a crash are recomputed on resume; the rest are read back
+            (state / f"batch_{b:06d}.npz").unlink(missing_ok=True)
+        again = run_evaluation(fn, x, state_dir=state, batch_size=batch_size, seed=seed, indices=indices,
+                               resume=True, progress=False)
+        assert torch.equal(again["v"], direct)
+
+
 def test_fuzz_helper_lets_only_robustlens_errors_through() -> None:
     def boom() -> None:
         raise RuntimeError("raw")
