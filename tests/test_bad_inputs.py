@@ -566,3 +566,41 @@ def test_catalogue_matches_the_rows() -> None:
     assert len(listed) == len(set(listed)), "a row is listed twice"
     assert sorted(listed) == sorted(ROWS), (sorted(set(ROWS) - set(listed)), sorted(set(listed) - set(ROWS)))
     assert len(listed) >= 20
+
+
+def test_checkpoints_are_read_with_weights_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[object] = []
+    real = torch.load
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("weights_only"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch, "load", spy)
+    p, net = _saved(tmp_path, ".pt")
+    loaded = load_model(p, Affine(6, 3))
+    assert seen == [True]
+    assert torch.equal(loaded.linear.weight, net.linear.weight)  # type: ignore[union-attr]
+    q, _ = _saved(tmp_path, ".safetensors")
+    load_model(q, Affine(6, 3))
+    assert seen == [True]  # safetensors files never go through pickle
+
+
+@pytest.mark.slow
+def test_console_script_imports_nothing_from_the_working_folder(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "robustlens"
+    if not script.exists():
+        pytest.skip("the robustlens console script is not installed in this environment")
+    planted = _plant(tmp_path)
+    marker = tmp_path / "ran"
+    torch.save({"model": Affine(6, 3), "hook": _Payload(marker)}, tmp_path / "evil.pt")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["OMP_NUM_THREADS"] = "1"
+    out = subprocess.run([str(script), "certify", "--model", "evil.pt", "--device", "cpu", "--no-progress"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "refusing to load" in out.stderr + out.stdout
+    assert not marker.exists() and not planted.exists()
