@@ -173,7 +173,7 @@ def test_cw_binary_affine_approaches_exact_l2() -> None:
     m, clf = affine_clf(100, 2, seed=12, bounds=(0.0, 1.0))
     g = torch.Generator().manual_seed(1)
     x = torch.rand(12, 100, generator=g) * 0.5 + 0.25  # far from the bounds
-    res = CarliniWagner(steps=200, binary_search_steps=6, initial_const=1.0)(clf, x)
+    res = CarliniWagner(steps=100, binary_search_steps=6, initial_const=1.0, lr=0.02)(clf, x)
     exact = affine_distance(m, x, 2.0)
     ratio = res.norm / exact
     assert bool(res.success.all())
@@ -220,7 +220,7 @@ def test_cw_pixels_at_the_bounds_move_inward() -> None:
     m, clf = affine_clf(100, 2, seed=16, bounds=(0.0, 1.0))
     g = torch.Generator().manual_seed(2)
     x = (torch.rand(8, 100, generator=g) > 0.6).float()
-    res = CarliniWagner(steps=300, binary_search_steps=3, initial_const=1.0)(clf, x)
+    res = CarliniWagner(steps=100, binary_search_steps=3, initial_const=1.0, lr=0.05)(clf, x)
     assert bool(res.success.all())
     r = res.perturbation
     assert bool(((r > 1e-3) & (x == 0)).any(1).all()) and bool(((r < -1e-3) & (x == 1)).any(1).all())
