@@ -55,6 +55,21 @@ def test_help_explains_the_commands():
         assert needle in text, needle
 
 
+def test_every_objective_is_reachable_from_the_command_line():
+    from robustlens.commands.train import build_objective
+    from robustlens.train import OBJECTIVES
+
+    text = " ".join(cli("train", "--help").split())
+    for name, cls in OBJECTIVES.items():
+        assert name in text, name
+        eps = None if name in ("standard", "cure", "deepfool") else 0.1
+        obj = build_objective(name, eps, {})
+        assert isinstance(obj, cls) and obj.name == name
+    assert build_objective("trades", 8 / 255, {"--beta": 3.0, "--steps": 4}).beta == 3.0
+    assert build_objective("acet", 0.2, {"--acet-noise": "permuted"}).noise_kind == "permuted"
+    assert build_objective("gaussian", 0.5, {}).sigma == 0.5
+
+
 def test_version():
     out = cli("version")
     assert f"robustlens {__version__}" in out and f"torch {torch.__version__}" in out
