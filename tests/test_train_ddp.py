@@ -29,24 +29,54 @@ def _env() -> dict[str, str]:
     return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
 
 
+CLI = ["-m", "robustlens", "train", "--model", "mlp", "--data", "digits", "--limit", "240", "--epochs", "3", "--lr",
+       "0.5", "--batch-size", "48", "--no-progress"]
+
+
+def _torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ...]:
     one = tmp_path_factory.mktemp("one")
     two = tmp_path_factory.mktemp("two")
     logs = tmp_path_factory.mktemp("logs")
-    # the two runs side by side (their start-up, importing torch, dominates the test's time)
-    single = subprocess.Popen([sys.executable, str(SCRIPT), str(one)], env=_env(), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    # --redirects 3 --log-dir: each rank's stdout/stderr in its own file, to check who logs
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--log-dir", str(logs),
-         "--redirects", "3", str(SCRIPT), str(two)],
-        env=_env(), timeout=120, capture_output=True, text=True,
-    )
-    _, err = single.communicate(timeout=120)
-    assert single.returncode == 0, err[-3000:]
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return one, two, logs
+    cli1, cli2 = tmp_path_factory.mktemp("cli1"), tmp_path_factory.mktemp("cli2")
+    # start-up (importing torch) dominates: the runs go side by side
+    procs = {
+        # --redirects 3 --log-dir: each rank's stdout/stderr in its own file, to check who logs
+        "api-torchrun": subprocess.Popen(_torchrun("--log-dir", str(logs), "--redirects", "3", str(SCRIPT), str(two)),
+                                         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+        "cli-torchrun": subprocess.Popen(_torchrun(*CLI, "--out", str(cli2)), env=_env(),
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+        "cli-one": subprocess.Popen([sys.executable, *CLI, "--out", str(cli1)], env=_env(),
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+    }
+    # the one-process API run in this process; the script's write logging is undone afterwards
+    import robustlens.train.callbacks as callbacks_mod
+    import robustlens.train.loop as loop_mod
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    import ddp_train_script
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop_mod, "save_checkpoint", loop_mod.save_checkpoint)
+        mp.setattr(callbacks_mod, "save_checkpoint", callbacks_mod.save_checkpoint)
+        mp.setattr(loop_mod.TrainingHistory, "save", loop_mod.TrainingHistory.save)
+        mp.setattr(ddp_train_script, "WRITES", [])
+        mp.delenv("WORLD_SIZE", raising=False)
+        mp.delenv("RANK", raising=False)
+        threads = torch.get_num_threads()
+        try:
+            ddp_train_script.main(one)
+        finally:
+            torch.set_num_threads(threads)
+    out = {k: p.communicate(timeout=150)[0] for k, p in procs.items()}
+    for k, p in procs.items():
+        assert p.returncode == 0, (k, out[k][-3000:])
+    (cli2 / "stdout.txt").write_text(out["cli-torchrun"])
+    return one, two, logs, cli1, cli2
 
 
 def _report(d: Path, rank: int) -> dict:
@@ -57,7 +87,7 @@ TAGS = ["standard", "fgsm-rs", "trades", "gradalign"]
 
 
 def test_each_sample_once_per_epoch_across_ranks(runs) -> None:  # noqa: ANN001
-    one, two, _ = runs
+    one, two, *_ = runs
     r0, r1 = _report(two, 0), _report(two, 1)
     assert r0["world_size"] == 2 and _report(one, 0)["world_size"] == 1
     for tag in TAGS:
@@ -69,7 +99,7 @@ def test_each_sample_once_per_epoch_across_ranks(runs) -> None:  # noqa: ANN001
 
 
 def test_checkpoints_and_histories_written_by_rank_zero_only(runs) -> None:  # noqa: ANN001
-    one, two, logs = runs
+    one, two, logs, *_ = runs
     w0, w1 = _report(two, 0)["writes"], _report(two, 1)["writes"]
     assert w1 == []
     assert w0 and all(w.startswith("0:") for w in w0)
@@ -86,7 +116,7 @@ def test_checkpoints_and_histories_written_by_rank_zero_only(runs) -> None:  # n
 
 
 def test_two_processes_reproduce_one(runs) -> None:  # noqa: ANN001
-    one, two, _ = runs
+    one, two, *_ = runs
     for tag in TAGS:
         w_one = torch.load(one / f"weights-{tag}-rank0.pt", weights_only=True)
         w0 = torch.load(two / f"weights-{tag}-rank0.pt", weights_only=True)
@@ -102,3 +132,19 @@ def test_two_processes_reproduce_one(runs) -> None:  # noqa: ANN001
     # the runs learnt something, so matching accuracies mean something
     assert _report(two, 0)["runs"]["standard"]["accuracy"] > 0.85
     assert _report(two, 0)["runs"]["fgsm-rs"]["accuracy"] > 0.75
+
+
+def test_cli_under_torchrun(runs) -> None:  # noqa: ANN001
+    """``torchrun --nproc_per_node=2 -m robustlens train``: one set of outputs and log lines, the same result as one
+    process."""
+    *_, cli1, cli2 = runs
+    s1 = json.loads((cli1 / "summary.json").read_text())["data"]
+    s2 = json.loads((cli2 / "summary.json").read_text())["data"]
+    assert s1["world_size"] == 1 and s2["world_size"] == 2
+    assert abs(s1["eval_accuracy"] - s2["eval_accuracy"]) <= 0.02
+    assert s2["eval_accuracy"] > 0.5  # it learnt (10 classes)
+    hist = json.loads((cli2 / "history.json").read_text())["data"]
+    assert [r["samples"] for r in hist["records"]] == [N] * 3
+    assert {p.name for p in cli2.iterdir()} >= {"checkpoint.pt", "history.json", "model.safetensors", "summary.json"}
+    log = (cli2 / "stdout.txt").read_text()
+    assert log.count("epoch 1/3") == 1 and log.count("held-out accuracy") == 1  # rank 0 logs, once
