@@ -41,6 +41,16 @@ def model() -> nn.Module:
     return nn.Sequential(nn.Linear(D, 32), nn.Tanh(), nn.Linear(32, C))
 
 
+def dropout_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(D, 32), nn.Tanh(), nn.Dropout(0.5), nn.Linear(32, C))
+
+
+class StopAfterFirst:
+    def on_epoch_end(self, trainer, epoch, history) -> None:  # noqa: ANN001
+        trainer.stop_training = True
+
+
 class SeenIndices:
     """Records the dataset indices of every batch this rank trains on, per epoch."""
 
@@ -101,6 +111,16 @@ def main(out: Path) -> None:
         torch.save(m.state_dict(), out / f"weights-{tag}-rank{rank}.pt")
         report["runs"][tag] = {"seen": seen.seen, "accuracy": acc, "samples": [r.samples for r in hist.records],
                                "train_loss": hist.series("train.loss")}
+    # dropout draws from the global generator: a run stopped after epoch 1 and resumed must give the weights of an
+    # uninterrupted run on every rank (each rank restores its own generator state from the checkpoint)
+    for tag, cbs in (("dropout-full", []), ("dropout-resumed", [StopAfterFirst()])):
+        for resume in ((False,) if tag == "dropout-full" else (False, True)):
+            m = dropout_model()
+            if resume:
+                cbs = []
+            fit(m, (x, y), objective=Standard(), epochs=2, lr=0.1, batch_size=48, seed=3, callbacks=cbs,
+                out_dir=out / tag, resume=resume, progress=False)
+        torch.save(m.state_dict(), out / f"weights-{tag}-rank{rank}.pt")
     report["writes"] = WRITES
     (out / f"report-rank{rank}.json").write_text(json.dumps(report))
 

@@ -129,6 +129,12 @@ def test_two_processes_reproduce_one(runs) -> None:  # noqa: ANN001
         a_one = _report(one, 0)["runs"][tag]["accuracy"]
         a_two = _report(two, 0)["runs"][tag]["accuracy"]
         assert abs(a_one - a_two) <= 0.02, (tag, a_one, a_two)
+    # resuming after epoch 1 gives the uninterrupted weights, with dropout, on every rank
+    for d, ranks in ((one, (0,)), (two, (0, 1))):
+        for r in ranks:
+            full = torch.load(d / f"weights-dropout-full-rank{r}.pt", weights_only=True)
+            resumed = torch.load(d / f"weights-dropout-resumed-rank{r}.pt", weights_only=True)
+            assert all(torch.equal(full[k], resumed[k]) for k in full), (d.name, r)
     # the runs learnt something, so matching accuracies mean something
     assert _report(two, 0)["runs"]["standard"]["accuracy"] > 0.85
     assert _report(two, 0)["runs"]["fgsm-rs"]["accuracy"] > 0.75

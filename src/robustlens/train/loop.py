@@ -454,7 +454,7 @@ class Trainer:
                                     "world_size")}
 
     # ------------------------------------------------------------------ checkpoints
-    def _checkpoint_payload(self, epoch: int) -> dict[str, Any]:
+    def _checkpoint_payload(self, epoch: int, rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         cb_states = {}
         for i, cb in enumerate(self.callbacks):
             sd = getattr(cb, "state_dict", None)
@@ -468,12 +468,14 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": _rng_state(),
+            "rng": _rng_state() if rng_ranks is None else rng_ranks[0],
             "history": self.history.to_dict(),
             "objective": self.objective.name,
             "fingerprint": self._fingerprint(),
             "callbacks": cb_states,
         }
+        if rng_ranks is not None and len(rng_ranks) > 1:
+            payload["rng_ranks"] = rng_ranks  # each rank resumes its own global generators (dropout masks differ)
         if self.scaler is not None:
             payload["scaler"] = self.scaler.state_dict()
         return payload
@@ -493,7 +495,11 @@ class Trainer:
         self.scheduler.load_state_dict(payload["scheduler"])
         if self.scaler is not None and "scaler" in payload:
             self.scaler.load_state_dict(payload["scaler"])
-        _set_rng_state(payload["rng"])
+        ranks = payload.get("rng_ranks")
+        if isinstance(ranks, list) and len(ranks) == self.dist.world_size:
+            _set_rng_state(ranks[self.dist.rank])
+        else:
+            _set_rng_state(payload["rng"])
         self.step = int(payload["step"])
         from ..results import _from_jsonable
 
@@ -605,8 +611,10 @@ class Trainer:
                 self.history.stopped_early = True
                 self.history.stop_reason = self.stop_reason
             if ckpt is not None:
+                # every rank's global RNG state goes into the checkpoint (a collective, so on all ranks)
+                rng_ranks = ddp.gather_objects(_rng_state(), info)
                 if info.is_main:
-                    save_checkpoint(ckpt, self._checkpoint_payload(epoch))
+                    save_checkpoint(ckpt, self._checkpoint_payload(epoch, rng_ranks))
                     self.history.checkpoint = str(ckpt)
                 ddp.barrier(info)
         for cb in self.callbacks:
