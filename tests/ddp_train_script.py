@@ -21,7 +21,7 @@ from torch import nn
 
 import robustlens.train.callbacks as callbacks_mod
 import robustlens.train.loop as loop_mod
-from robustlens.train import FGSMRS, TRADES, GradAlign, RobustOverfittingTracker, Standard, fit
+from robustlens.train import FGSMRS, TRADES, GradAlign, Objective, RobustOverfittingTracker, Standard, fit
 
 N, D, C = 240, 10, 3
 WRITES: list[str] = []
@@ -91,7 +91,7 @@ def main(out: Path) -> None:
     x, y = data(0)
     xt, yt = data(1)
     report: dict = {"world_size": int(os.environ.get("WORLD_SIZE", "1")), "runs": {}}
-    runs = {
+    runs: dict[str, tuple[Objective, int]] = {
         "standard": (Standard(), 3),
         "fgsm-rs": (FGSMRS(0.1), 2),
         "trades": (TRADES(0.1, steps=2), 1),  # two forward passes of the wrapped model per step

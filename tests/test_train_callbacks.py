@@ -100,7 +100,7 @@ def test_robust_overfitting_tracker_keeps_best_robust_weights(tmp_path) -> None:
     other = RobustOverfittingTracker(x, y, eps=eps)
     other.load_state_dict(ckpt["callbacks"]["1:RobustOverfittingTracker"])
     assert other.best_epoch == 1 and other.best_accuracy == pytest.approx(expected[1])
-    assert torch.equal(other.best_state["weight"], states[1]["weight"])
+    assert other.best_state is not None and torch.equal(other.best_state["weight"], states[1]["weight"])
 
 
 class Masked(nn.Module):
