@@ -138,22 +138,18 @@ def test_fmn_binary_affine_exact(p: float, d: int) -> None:
     torch.testing.assert_close(res.norm, exact, rtol=1e-3, atol=0)
 
 
-def test_fmn_l1_binary_affine_close() -> None:
-    m, clf = affine_clf(100, 2, seed=101)
-    x = draw(8, 100, seed=107)
+@pytest.mark.parametrize("d", [100, 3072])
+def test_fmn_l1_binary_affine_exact(d: int) -> None:
+    """The L1 optimum of an affine model moves one coordinate; FMN's dense steps approach it slowly (2.9% above
+    at D=100 and 13% at D=3072 after 100 steps) and the linear refinement lands on it."""
+    m, clf = affine_clf(d, 2, seed=d + 1)
+    x = draw(8, d, seed=107)
     res = FMN(norm=1, steps=100)(clf, x)
-    ratio = res.norm / affine_distance(m, x, dual(1))
     assert bool(res.success.all())
-    assert bool((ratio >= 1 - 1e-4).all()) and float(ratio.max()) <= 1.05
-
-
-@pytest.mark.xfail(strict=True, reason="FMN's L1 variant stops 1-3% above the exact L1 distance on some seeds "
-                   "(measured: 2.9% at D=100 with 100 steps, 1.7% at D=3072 with 500 steps)")
-def test_fmn_l1_binary_affine_exact() -> None:
-    m, clf = affine_clf(100, 2, seed=101)
-    x = draw(8, 100, seed=107)
-    res = FMN(norm=1, steps=100)(clf, x)
     torch.testing.assert_close(res.norm, affine_distance(m, x, dual(1)), rtol=1e-3, atol=0)
+    assert bool((res.norms(0) == 1).all())
+    unrefined = FMN(norm=1, steps=100, refine=0)(clf, x)
+    assert bool((unrefined.norm >= res.norm).all())
 
 
 @pytest.mark.parametrize("p", [2, INF])

@@ -24,6 +24,8 @@ class DDN(BudgetAttack):
         gamma: budget adaptation factor.
         init_norm: the initial budget.
         alpha: initial and final step length.
+        refine: passes of the linear refinement after the iterations (see
+            :func:`~robustlens.attacks.budget_loop.refine_on_linearised_boundary`); 0 returns DDN's own best point.
         clip: keep examples inside the bounds.
     """
 
@@ -36,9 +38,10 @@ class DDN(BudgetAttack):
         gamma: float = 0.05,
         init_norm: float = 1.0,
         alpha: tuple[float, float] = (1.0, 0.01),
+        refine: int = 1,
         clip: bool = True,
     ) -> None:
-        super().__init__(2, steps=steps, gamma=gamma, alpha=alpha, gamma_final=gamma, clip=clip)
+        super().__init__(2, steps=steps, gamma=gamma, alpha=alpha, gamma_final=gamma, refine=refine, clip=clip)
         self.init_norm = float(init_norm)
 
     def initial_budget(self, x: Tensor) -> Tensor:

@@ -26,6 +26,8 @@ class FMN(BudgetAttack):
         steps: iterations (each one forward and one backward pass per sample).
         gamma: initial budget adaptation factor (annealed to ``gamma / 100``).
         alpha: initial and final relative step length.
+        refine: passes of the linear refinement after the iterations (L1, L2, Linf; see
+            :func:`~robustlens.attacks.budget_loop.refine_on_linearised_boundary`); 0 returns FMN's own best point.
         clip: keep examples inside the bounds.
     """
 
@@ -38,9 +40,10 @@ class FMN(BudgetAttack):
         steps: int = 100,
         gamma: float = 0.05,
         alpha: tuple[float, float] = (1.0, 0.01),
+        refine: int = 1,
         clip: bool = True,
     ) -> None:
-        super().__init__(norm, steps=steps, gamma=gamma, alpha=alpha, clip=clip)
+        super().__init__(norm, steps=steps, gamma=gamma, alpha=alpha, refine=refine, clip=clip)
         if self.p not in (0, 1, 2, INF):
             raise ConfigError(f"FMN supports the L0, L1, L2 and Linf norms, got L{self.p}")
 
