@@ -11,9 +11,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 import torch
-import torch.nn.functional as F
-from models import TinyCNN
+from models import Affine, affine_distance
+from report_helpers import tiny_plan, train_tiny
 
+from robustlens import Classifier
+from robustlens.attacks.deepfool import DeepFool
+from robustlens.attacks.fmn import FMN
+from robustlens.attacks.norms import lp_norm
+from robustlens.attacks.universal import fooling_rate
 from robustlens.data import load_dataset
 from robustlens.errors import ConfigError
 from robustlens.report import (
@@ -23,24 +28,11 @@ from robustlens.report import (
     ReportPlan,
     ReportResults,
     run_report,
+    run_section,
     schema,
     validate_results_json,
 )
-from robustlens.report.sections import CleanAccuracy, compute_clean
-
-
-def _train(seed: int, x: torch.Tensor, y: torch.Tensor, steps: int = 25) -> TinyCNN:
-    """A tiny CNN trained for a few seeded SGD steps (enough to be far better than chance)."""
-    net = TinyCNN(seed=seed)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        idx = torch.randint(len(y), (32,), generator=g)
-        loss = F.cross_entropy(net(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net.eval()
+from robustlens.report.sections import CleanAccuracy, claim_clause, compute_clean, ratio_compare
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +45,8 @@ def mnist():
 @pytest.fixture(scope="module")
 def models(mnist):
     train, test = mnist
-    return [ModelEntry("a", test.classifier(_train(0, train.x, train.y)), source="tiny cnn seed 0"),
-            ModelEntry("b", test.classifier(_train(1, train.x, train.y)), source="tiny cnn seed 1")]
+    return [ModelEntry("a", test.classifier(train_tiny(0, train.x, train.y)), source="tiny cnn seed 0"),
+            ModelEntry("b", test.classifier(train_tiny(1, train.x, train.y)), source="tiny cnn seed 1")]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +56,8 @@ def data(mnist):
 
 @pytest.fixture(scope="module")
 def quick_plan(mnist):
-    return dataclasses.replace(ReportPlan.preset("quick", mnist[1].input_shape), n_samples=100)
+    """The quick preset at a size that runs in seconds (the demo's tiny sizes) with clean accuracy on 100."""
+    return tiny_plan(mnist[1].input_shape, n_samples=40, batch_size=40)
 
 
 def test_plan_presets_scale_to_the_data():
@@ -90,20 +83,38 @@ def test_samples_are_a_fixed_class_mixing_prefix(data):
 def test_clean_section_matches_a_direct_count(models, data, quick_plan):
     clf = models[0].clf
     r = compute_clean(clf, data, quick_plan, seed=0)
-    x, y = data.head(100)
+    n = quick_plan.n_samples
+    x, y = data.head(n)
     pred = clf.model(x).argmax(1)
-    assert r.n == 100
+    assert r.n == n
     assert r.accuracy == pytest.approx(float((pred == y).float().mean()))
-    assert int(r.confusion.sum()) == 100 and int(r.confusion.trace()) == int((pred == y).sum())
+    assert int(r.confusion.sum()) == n and int(r.confusion.trace()) == int((pred == y).sum())
     for k in range(10):
         mask = y == k
         assert r.per_class[k] == pytest.approx(float((pred[mask] == k).float().mean()))
 
 
-def test_quick_report_end_to_end(tmp_path: Path, models, data, quick_plan):
-    t0 = time.perf_counter()
-    res = run_report(models, data, quick_plan, tmp_path, seed=3, progress=False)
-    assert time.perf_counter() - t0 < 60
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory, models, data, quick_plan):
+    """One comparison report of the two tiny models (roles standard / robust) with every section."""
+    out = tmp_path_factory.mktemp("report")
+    entries = [dataclasses.replace(models[0], role="standard"), dataclasses.replace(models[1], role="robust")]
+    t0 = time.process_time()  # CPU seconds: a busy machine does not make the check flaky
+    res = run_report(entries, data, quick_plan, out, seed=3, progress=False)
+    return res, out, time.process_time() - t0
+
+
+def test_quick_report_end_to_end(report_run, quick_plan):
+    res, tmp_path, cpu_seconds = report_run
+    assert cpu_seconds < 120
+    # every section whose modules exist computes; the others say they are not available
+    for m in res.models:
+        for key in quick_plan.sections:
+            o = m.sections[key]
+            expected = "unavailable" if SECTIONS[key].missing() else "ok"
+            assert o.status == expected, (m.name, key, o.note)
+            if o.ok:
+                assert o.sentence and o.headline and o.result is not None
     # results.json validates against the shipped schema and reloads into the same objects
     payload = validate_results_json(tmp_path / "results.json")
     assert payload["data"]["report_schema"] == 1
@@ -114,8 +125,15 @@ def test_quick_report_end_to_end(tmp_path: Path, models, data, quick_plan):
         assert c1.ok and isinstance(c1.result, CleanAccuracy)
         assert c1.result.accuracy == c0.result.accuracy
         assert torch.equal(c1.result.confusion, c0.result.confusion)
-        assert c1.sentence == c0.sentence
+        for key, o0 in m0.sections.items():
+            o1 = m1.sections[key]
+            assert o1.status == o0.status and o1.sentence == o0.sentence
+            assert json.dumps(o1.headline, sort_keys=True) == json.dumps(o0.headline, sort_keys=True)
+            assert type(o1.result) is type(o0.result)
+            if o0.result is not None:  # the reloaded result serializes to the same JSON, tensors included
+                assert o1.result.to_json() == o0.result.to_json()
     assert isinstance(back.plan, ReportPlan) and back.plan == quick_plan
+    assert back.comparison == res.comparison
     # the sentences quote the computed numbers
     for m in res.models:
         acc = m.sections["clean"].result.accuracy
@@ -131,10 +149,106 @@ def test_quick_report_end_to_end(tmp_path: Path, models, data, quick_plan):
     assert not re.search(r'(href|src)="(https?:)?//', page) and "<link" not in page and "<script" not in page
     for key in quick_plan.sections:
         assert f'id="{key}"' in page
-    unavailable = [k for k in quick_plan.sections if res.models[0].sections[k].status == "unavailable"]
-    for key in unavailable:
         section = page.split(f'id="{key}"')[1].split("</section>")[0]
-        assert "not available in this version" in section
+        if res.models[0].sections[key].ok:
+            assert "<img " in section, f"section {key} has no figure"
+        if res.models[0].sections[key].status == "unavailable":
+            assert "not available in this version" in section
+    assert "the figures of this section could not be drawn" not in page
+
+
+def test_robustness_section_is_the_attacks_minimum(report_run, models, data, quick_plan):
+    res, _, _ = report_run
+    r = res.models[0].sections["robustness"].result
+    clf = models[0].clf
+    x, y = data.head(quick_plan.n_samples)
+    correct = clf.predict(x) == y
+    assert torch.equal(r.clean_correct, correct)
+    for name, p in (("L2", 2), ("Linf", "inf")):
+        nr = r.norms[name]
+        df = DeepFool(norm=p, max_iter=quick_plan.deepfool_iter)(clf, x, y, seed=3)
+        fm = FMN(norm=p, steps=quick_plan.fmn_steps)(clf, x, y, seed=3)
+        zero = torch.zeros(len(y), dtype=torch.float64)
+        expect = torch.where(correct, torch.minimum(df.norm, fm.norm).double(), zero)
+        assert torch.allclose(nr.distance, expect, rtol=1e-5)
+        for e, acc in zip(nr.eps, nr.robust_accuracy, strict=True):
+            assert acc == pytest.approx(float((correct & (expect > e + 1e-12)).double().mean()))
+        assert nr.robust_accuracy[0] == pytest.approx(float(correct.double().mean()))
+        # PGD at the threat eps can only lower the quoted robust accuracy
+        curve_at_threat = float((correct & (expect > nr.threat_eps + 1e-12)).double().mean())
+        assert nr.robust_at_threat <= curve_at_threat + 1e-12
+    h = res.models[0].sections["robustness"].headline
+    d = r.norms["L2"].distance[correct]
+    assert h["median_l2"] == pytest.approx(float(d[torch.isfinite(d)].median()), rel=0.05)
+    assert f"{h['median_l2']:.3g}" in res.models[0].sections["robustness"].sentence
+
+
+def test_robustness_on_an_affine_model_matches_the_closed_form(tmp_path: Path):
+    # inputs in the middle of the box and small distances: the bounds never bind, so eq. (8) has a closed form
+    g = torch.Generator().manual_seed(0)
+    x = 0.3 + 0.4 * torch.rand(40, 1, 8, 8, generator=g)
+    net = Affine(64, 4, seed=1, input_shape=(1, 8, 8))
+    with torch.no_grad():
+        net.linear.weight.mul_(8.0)
+    clf = Classifier(net, bounds=(0.0, 1.0))
+    y = clf.predict(x)
+    data = ReportData("affine", x, y, class_names=[str(i) for i in range(4)])
+    plan = tiny_plan((1, 8, 8), n_samples=40, batch_size=40, deepfool_iter=50, fmn_steps=50)
+    out = run_section("robustness", ModelEntry("affine", clf), data, plan, seed=0)
+    assert out.ok, out.note
+    xs, _ = data.head(40)
+    for name, q in (("L2", 2.0), ("Linf", 1.0)):
+        exact = affine_distance(net, xs, q).double()
+        got = out.result.norms[name].distance
+        assert torch.allclose(got, exact, rtol=0.05), (name, (got / exact).min(), (got / exact).max())
+
+
+def test_examples_are_adversarial_with_the_stated_norms(report_run):
+    res, _, _ = report_run
+    r = res.models[0].sections["examples"].result
+    for name, p in (("L1", 1.0), ("L2", 2.0), ("Linf", float("inf"))):
+        ok = torch.isfinite(r.norms[name])
+        assert bool(ok.any())
+        assert torch.all(r.predictions[name][ok] != r.labels[ok])
+        n = lp_norm(r.adversarial[name] - r.clean, p).double()
+        assert torch.allclose(n[ok], r.norms[name][ok], rtol=1e-4, atol=1e-6)
+        assert float(r.adversarial[name].min()) >= 0 and float(r.adversarial[name].max()) <= 1
+
+
+def test_universal_noise_and_certified_numbers_recompute(report_run, models, data, quick_plan):
+    res, _, _ = report_run
+    clf = models[0].clf
+    u = res.models[0].sections["universal"]
+    x_eval, _ = data.head(quick_plan.uap_eval_samples)
+    assert u.headline["fooling_rate"] == pytest.approx(fooling_rate(clf, x_eval, u.result.uap.perturbation))
+    assert float(lp_norm(u.result.uap.perturbation[None], float("inf"))) <= quick_plan.uap_eps + 1e-6
+    c = res.models[0].sections["certified"]
+    assert c.headline["certified_0"] == pytest.approx(float(c.result.certified_accuracy(0.0)))
+    assert c.result.sigma == quick_plan.certify_sigma and c.result.n == quick_plan.certify_n
+    n = res.models[0].sections["noise"]
+    s = n.result.sqrt_d
+    assert n.headline["ratio"] == pytest.approx(s.median_constant * s.dim ** 0.5)
+    assert float(n.result.noise.error_rate[0]) == 0.0  # sigma = 0 changes nothing
+    sec = res.models[0].sections["sections"]
+    assert sec.headline["adversarial_distance"] == pytest.approx(sec.result.adversarial[0].axis_distance["+u1"])
+    cur = res.models[0].sections["curvature"]
+    assert cur.headline["top_eigenvalue"] >= cur.headline["bottom_eigenvalue"]
+
+
+def test_same_seed_same_numbers(models, data, quick_plan):
+    for key in ("robustness", "universal", "noise", "certified"):
+        a = run_section(key, models[0], data, quick_plan, seed=5)
+        b = run_section(key, models[0], data, quick_plan, seed=5)
+        assert a.ok and a.headline == b.headline and a.sentence == b.sentence, key
+
+
+def test_claim_sentences_follow_the_numbers():
+    roles = {"std": "standard", "rob": "robust"}
+    bigger = [("std", {"m": 1.0}), ("rob", {"m": 2.4})]
+    assert "2.4x std's" in ratio_compare(bigger, roles, "m", "margin", claim="larger margins", robust_larger=True)
+    assert "holds for this pair" in claim_clause(bigger, roles, "m", "larger margins", robust_larger=True)
+    assert "does not hold" in claim_clause(bigger, roles, "m", "a flatter loss", robust_larger=False)
+    assert claim_clause(bigger, {}, "m", "larger margins", robust_larger=True) == ""
 
 
 def test_resume_reuses_finished_sections_and_refuses_other_settings(tmp_path: Path, models, data, quick_plan,
@@ -180,3 +294,129 @@ def test_schema_rejects_malformed_results(tmp_path: Path, models, data, quick_pl
 def test_duplicate_model_names_are_refused(tmp_path: Path, models, data, quick_plan):
     with pytest.raises(ConfigError, match="distinct"):
         run_report([models[0], models[0]], data, quick_plan, tmp_path, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------- the command line
+CLI_SECTIONS = "clean,robustness,examples,noise"
+
+
+def _cli(*args: str) -> str:
+    from typer.testing import CliRunner
+
+    from robustlens.cli import app
+
+    res = CliRunner().invoke(app, ["report", *args, "--no-progress"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    return res.output
+
+
+def _check_cli_report(out: Path, n_models: int, sections: str = CLI_SECTIONS) -> ReportResults:
+    validate_results_json(out / "results.json")
+    back = ReportResults.load(out / "results.json")
+    assert len(back.models) == n_models
+    for m in back.models:
+        for key in sections.split(","):
+            assert m.sections[key].ok, (m.name, key, m.sections[key].note)
+    assert (out / "report.html").read_text().count("<img ") >= len(sections.split(","))
+    return back
+
+
+def test_cli_report_on_a_user_model_file(tmp_path: Path, mnist):
+    train, _ = mnist
+    (tmp_path / "mynet.py").write_text(
+        "import torch\nfrom torch import nn\n\n\n"
+        "def make():\n"
+        "    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(),\n"
+        "                         nn.Linear(4 * 7 * 7, 10))\n"
+    )
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mynet", tmp_path / "mynet.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    net = mod.make()
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    order = torch.randperm(len(train.y), generator=torch.Generator().manual_seed(0))
+    for i in range(60):
+        xb, yb = train.x[order[64 * i: 64 * i + 64]], train.y[order[64 * i: 64 * i + 64]]
+        loss = torch.nn.functional.cross_entropy(net(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    other = train_tiny(0, train.x, train.y, steps=10)
+    from robustlens.zoo import save_model
+
+    save_model(other, tmp_path / "tiny.safetensors")  # not a zoo model: loaded through its factory below
+    (tmp_path / "tinynet.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\nfrom models import TinyCNN\n\n\n"
+        "def make():\n    return TinyCNN()\n"
+    )
+    out = tmp_path / "out"
+    text = _cli("--model", f"{tmp_path / 'mynet.py'}:make={tmp_path / 'w.pt'}", "--compare",
+                f"{tmp_path / 'tinynet.py'}:make={tmp_path / 'tiny.safetensors'}", "--names", "mine,tiny",
+                "--data", "mnist-embedded", "--out", str(out), "--n-samples", "12", "--sections", CLI_SECTIONS)
+    back = _check_cli_report(out, 2)
+    assert [m.name for m in back.models] == ["mine", "tiny"]
+    assert back.models[0].sections["clean"].result.accuracy > 0.5  # the user's weights were loaded
+    assert "median L2 distance to the boundary" in text and str(out / "report.html") in text
+    assert back.data.n == 12 and back.models[0].sections["clean"].result.n == 12
+    # the same weights give the same numbers on resume, without recomputing
+    again = _cli("--model", f"{tmp_path / 'mynet.py'}:make={tmp_path / 'w.pt'}", "--compare",
+                 f"{tmp_path / 'tinynet.py'}:make={tmp_path / 'tiny.safetensors'}", "--names", "mine,tiny",
+                 "--data", "mnist-embedded", "--out", str(out), "--n-samples", "12", "--sections", CLI_SECTIONS,
+                 "--resume")
+    assert again.splitlines()[:5] == text.splitlines()[:5]
+
+
+def test_cli_report_on_cifar10(tmp_path: Path, shared_data: Path):
+    from robustlens.zoo import create_model, save_model
+
+    root = shared_data / "cifar10"
+    net = create_model("smallcnn", in_channels=3, input_size=32, width=4, hidden=16, seed=0).eval()
+    save_model(net, tmp_path / "cifar.safetensors")
+    out = tmp_path / "out"
+    _cli("--model", str(tmp_path / "cifar.safetensors"), "--data", "cifar10", "--data-root", str(root),
+         "--out", str(out), "--n-samples", "6", "--sections", "clean,robustness,examples", "--normalize")
+    back = _check_cli_report(out, 1, "clean,robustness,examples")
+    assert back.data.input_shape == [3, 32, 32] and back.data.class_names[0] == "airplane"
+    assert back.plan.threat_linf == pytest.approx(8 / 255)
+
+
+def test_cli_report_on_an_image_folder(tmp_path: Path):
+    from PIL import Image
+
+    from robustlens.zoo import create_model, save_model
+
+    g = torch.Generator().manual_seed(0)
+    for k, name in enumerate(("dark", "light")):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(6):
+            a = (40 + 150 * k + 60 * torch.rand(12, 12, generator=g)).clamp(0, 255).byte().numpy()
+            Image.fromarray(a, mode="L").save(tmp_path / "imgs" / name / f"{i}.png")
+    ds = load_dataset("folder", "all", root=tmp_path / "imgs")
+    net = create_model("mlp", num_classes=2, input_size=12, hidden=(16,), seed=0)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(100):
+        loss = torch.nn.functional.cross_entropy(net(ds.x), ds.y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    save_model(net.eval(), tmp_path / "mlp.safetensors")
+    out = tmp_path / "out"
+    _cli("--model", f"mlp={tmp_path / 'mlp.safetensors'}", "--data", str(tmp_path / "imgs"), "--out", str(out),
+         "--n-samples", "12", "--sections", "clean,robustness,sections")
+    back = _check_cli_report(out, 1, "clean,robustness,sections")
+    assert back.data.class_names == ["dark", "light"] and back.data.n == 12
+    assert back.models[0].sections["clean"].result.accuracy == 1.0
+
+
+def test_cli_report_explains_bad_arguments(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from robustlens.cli import app
+
+    res = CliRunner().invoke(app, ["report", "--model", "x.pt", "--data", str(tmp_path / "nowhere"), "--out",
+                                   str(tmp_path / "o")])
+    assert res.exit_code != 0 and "neither a data set" in str(res.exception)

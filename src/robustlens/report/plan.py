@@ -45,15 +45,19 @@ class ReportPlan(Result):
         batch_size: batch size of every attack and forward pass.
         eps_l2, eps_linf: the eps grids of the robust-accuracy curves (eq. 12).
         threat_l2, threat_linf: the single eps quoted in sentences and the headline table (the usual threat model).
+        deepfool_iter, fmn_steps, pgd_steps: iterations of DeepFool and FMN (the minimal-norm attacks) and of PGD
+            (the check at the threat eps).
         n_examples: images shown with their L1, L2 and Linf adversarial examples (Fig. 1).
         section_grid, section_samples: resolution of each cross-section (grid x grid points) and how many samples
             get one (Fig. 3).
         curvature_samples, curvature_k: samples whose input-Hessian spectrum is computed, and eigenpairs per end.
         normals_samples: minimal L2 perturbations collected for the singular values of the normals.
         uap_samples, uap_eval_samples, uap_norm, uap_eps: data used to compute and to test the universal
-            perturbation (eq. 17, Fig. 5), its norm and radius.
+            perturbation (eq. 17, Fig. 5), its norm and radius; uap_passes: passes of the algorithm over its data.
         dct_block, dct_samples: size K of the diagonal K x K DCT blocks and samples per block (eq. 18, Fig. 8).
-        noise_directions, noise_samples: random directions per sample for the directional distance (eq. 20-21).
+        noise_directions, noise_samples: random directions per sample for the directional distance (eq. 20-21);
+            noise_draws: Gaussian draws per sample and sigma for the error rate under noise (eq. 7).
+        sanity_samples, sanity_queries: samples of the gradient-masking checks and queries of their Square attack.
         certify_sigma, certify_n0, certify_n, certify_alpha, certify_samples: randomized smoothing settings; the
             certified section runs only when ``certify_sigma`` is set (the model is a smoothed one).
         sections: the section keys to run, in page order.
@@ -66,6 +70,9 @@ class ReportPlan(Result):
     eps_linf: list[float] = field(default_factory=lambda: _grid(0.3, 13))
     threat_l2: float = 2.0
     threat_linf: float = 0.1
+    deepfool_iter: int = 50
+    fmn_steps: int = 50
+    pgd_steps: int = 20
     n_examples: int = 2
     section_grid: int = 41
     section_samples: int = 1
@@ -76,10 +83,14 @@ class ReportPlan(Result):
     uap_eval_samples: int = 100
     uap_norm: str = "inf"
     uap_eps: float = 0.2
+    uap_passes: int = 3
     dct_block: int = 7
     dct_samples: int = 10
     noise_directions: int = 5
     noise_samples: int = 20
+    noise_draws: int = 20
+    sanity_samples: int = 50
+    sanity_queries: int = 300
     certify_sigma: float | None = None
     certify_n0: int = 32
     certify_n: int = 200
@@ -91,9 +102,10 @@ class ReportPlan(Result):
         unknown = [s for s in self.sections if s not in ALL_SECTIONS]
         if unknown:
             raise ConfigError(f"unknown report section(s) {unknown}; choose from {list(ALL_SECTIONS)}")
-        for name in ("n_samples", "batch_size", "n_examples", "section_grid", "curvature_samples", "curvature_k",
-                     "normals_samples", "uap_samples", "uap_eval_samples", "dct_block", "dct_samples",
-                     "noise_directions", "noise_samples", "certify_n0", "certify_n", "certify_samples"):
+        for name in ("n_samples", "batch_size", "deepfool_iter", "fmn_steps", "pgd_steps", "n_examples", "section_grid",
+                     "curvature_samples", "curvature_k", "normals_samples", "uap_samples", "uap_eval_samples",
+                     "uap_passes", "dct_block", "dct_samples", "noise_directions", "noise_samples", "noise_draws",
+                     "sanity_samples", "sanity_queries", "certify_n0", "certify_n", "certify_samples"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"plan field {name} must be >= 1, got {getattr(self, name)}")
         if self.certify_sigma is not None and self.certify_sigma <= 0:
@@ -129,7 +141,8 @@ class ReportPlan(Result):
                       uap_eps=10 / 255)
         kw["dct_block"] = max(1, side // 4)
         if name == "full":
-            kw.update(n_samples=500, batch_size=250, n_examples=3, section_grid=101, section_samples=2,
+            kw.update(n_samples=500, batch_size=250, fmn_steps=100, pgd_steps=50, n_examples=3, uap_passes=5,
+                      noise_draws=100, sanity_samples=200, sanity_queries=1000, section_grid=101, section_samples=2,
                       curvature_samples=20, curvature_k=20, normals_samples=500, uap_samples=500,
                       uap_eval_samples=500, dct_samples=50, noise_directions=20, noise_samples=100,
                       certify_n0=100, certify_n=2000, certify_samples=100)

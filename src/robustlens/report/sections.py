@@ -44,7 +44,13 @@ class ReportData:
 
     def head(self, n: int) -> tuple[Tensor, Tensor]:
         """The first ``n`` samples in :meth:`order` (every section and every resumed run sees the same ones)."""
-        idx = self.order()[:n]
+        return self.take(0, n)
+
+    def take(self, start: int, n: int) -> tuple[Tensor, Tensor]:
+        """``n`` samples of :meth:`order` from position ``start`` (wrapping around when the data run out), e.g.
+        the samples a universal perturbation is fitted on, disjoint from the evaluated head when there are enough."""
+        order = self.order()
+        idx = order[(torch.arange(start, start + n) % len(order))]
         return self.x[idx], self.y[idx]
 
     @classmethod
@@ -125,6 +131,51 @@ def ratio_phrase(a: float, b: float) -> str:
     if b == 0 or not np.isfinite(a) or not np.isfinite(b):
         return "n/a"
     return f"{a / b:.2g}x"
+
+
+def claim_clause(hs: list[tuple[str, dict[str, float]]], roles: dict[str, str], key: str, claim: str, *,
+                 robust_larger: bool) -> str:
+    """When the compared models include one with role ``"standard"`` and one with role ``"robust"``, say whether
+    the paper's claim (``claim``, e.g. ``"larger margins"``) holds for them on headline ``key``: the robust model's
+    value must be larger (``robust_larger``) or smaller than the standard model's. Empty otherwise."""
+    by_role = {roles.get(n): h for n, h in hs if roles.get(n)}
+    std, rob = by_role.get("standard"), by_role.get("robust")
+    if std is None or rob is None or key not in std or key not in rob:
+        return ""
+    a, b = float(rob[key]), float(std[key])
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return f" Whether the robust model has {claim}, as the paper reports, cannot be told from these numbers."
+    holds = a > b if robust_larger else a < b
+    verdict = "holds" if holds else "does not hold"
+    return f" The paper's claim that the robust model has {claim} {verdict} for this pair."
+
+
+def ratio_compare(hs: list[tuple[str, dict[str, float]]], roles: dict[str, str], key: str, what: str, kind: str = "num",
+                  *, claim: str = "", robust_larger: bool = True) -> str:
+    """``"B's <what> is 2.4x A's (x vs y)"`` for every model against the first, plus :func:`claim_clause`."""
+    (ref, h0), others = hs[0], hs[1:]
+    parts = [f"{name}'s {what} is {ratio_phrase(h[key], h0[key])} {ref}'s ({fmt(h[key], kind)} vs "
+             f"{fmt(h0[key], kind)})" for name, h in others]
+    out = "; ".join(parts) + "."
+    if claim:
+        out += claim_clause(hs, roles, key, claim, robust_larger=robust_larger)
+    return out
+
+
+def finite_median(t: Tensor | np.ndarray) -> float:
+    """Median of the finite entries (``nan`` when there are none)."""
+    a = np.asarray(t.detach().cpu().double() if isinstance(t, Tensor) else t, dtype=np.float64).ravel()
+    a = a[np.isfinite(a)]
+    return float(np.median(a)) if a.size else float("nan")
+
+
+def correct_head(clf: Classifier, data: ReportData, n: int) -> tuple[Tensor, Tensor]:
+    """Up to ``n`` correctly classified samples, taken in :meth:`ReportData.order` from the start (a wider window
+    than ``n`` is scanned, so a less accurate model still gets ``n`` samples when the data have them)."""
+    x, y = data.head(min(len(data.y), max(4 * n, n + 64)))
+    ok = clf.predict(x) == y.to(clf.device)
+    idx = ok.nonzero().flatten().cpu()[:n]
+    return x[idx], y[idx]
 
 
 # ---------------------------------------------------------------------------------------------- clean accuracy
@@ -215,33 +266,12 @@ CLEAN = SectionSpec(
 
 
 # ---------------------------------------------------------------------------------------------- registry
-def _placeholder(key: str, title: str, paper: str, requires: tuple[str, ...]) -> SectionSpec:
-    return SectionSpec(key=key, title=title, paper=paper, requires=requires)
-
+from .sec_attacks import EXAMPLES, ROBUSTNESS, SANITY, UNIVERSAL  # noqa: E402
+from .sec_geometry import CERTIFIED, CROSS_SECTIONS, CURVATURE, DCT, NOISE, NORMALS  # noqa: E402
 
 SECTIONS: dict[str, SectionSpec] = {
     s.key: s
-    for s in (
-        CLEAN,
-        _placeholder("robustness", "Robust accuracy and distance to the boundary", "eq. (12)-(13)",
-                     ("robustlens.attacks.deepfool", "robustlens.metrics")),
-        _placeholder("examples", "Adversarial examples in L1, L2 and Linf", "Fig. 1",
-                     ("robustlens.attacks.deepfool", "robustlens.attacks.fmn")),
-        _placeholder("sections", "Cross-sections of the decision boundary", "eq. (6), Fig. 3",
-                     ("robustlens.geometry.sections",)),
-        _placeholder("curvature", "Curvature profile and loss landscape", "eq. (16), Fig. 4",
-                     ("robustlens.geometry.curvature", "robustlens.geometry.sections")),
-        _placeholder("normals", "Singular values of the boundary normals", "Sec. II-C",
-                     ("robustlens.geometry.normals",)),
-        _placeholder("universal", "Universal adversarial perturbation", "eq. (17), Fig. 5",
-                     ("robustlens.attacks.universal",)),
-        _placeholder("dct", "Margins in DCT subspaces", "eq. (18), Fig. 8", ("robustlens.geometry.subspaces",)),
-        _placeholder("noise", "Robustness to random noise and the sqrt(D) law", "eq. (7), (20)-(21)",
-                     ("robustlens.geometry.noise",)),
-        _placeholder("certified", "Certified accuracy of the smoothed model", "Sec. II-D (randomized smoothing)",
-                     ("robustlens.certify",)),
-        _placeholder("sanity", "Gradient-masking sanity checks", "Sec. II-B", ("robustlens.sanity",)),
-    )
+    for s in (CLEAN, ROBUSTNESS, EXAMPLES, CROSS_SECTIONS, CURVATURE, NORMALS, UNIVERSAL, DCT, NOISE, CERTIFIED, SANITY)
 }
 
 __all__ = ["SECTIONS", "CleanAccuracy", "ReportData", "SectionSpec", "compute_clean"]

@@ -1,0 +1,181 @@
+"""``robustlens report``: every analysis on one model, or several side by side, as results.json and report.html."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..errors import ConfigError
+from .app import DeviceOption, SeedOption, app, resolve_device
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..data import ImageData
+    from ..report import ModelEntry, ReportPlan, ReportResults
+
+
+def split_model_spec(spec: str) -> tuple[str | None, str]:
+    """``"smallcnn=w.safetensors"`` -> ``("smallcnn", "w.safetensors")``; ``"net.py:make=w.pt"`` ->
+    ``("net.py:make", "w.pt")``; ``"w.safetensors"`` (a file that records its architecture) -> ``(None, ...)``."""
+    arch, sep, weights = spec.partition("=")
+    if not sep:
+        return None, spec
+    if not arch or not weights:
+        raise ConfigError(f"model {spec!r}: write ARCH=WEIGHTS (a zoo name such as smallcnn, or file.py:factory, "
+                          "then the weights file), or just the weights file when it records its architecture")
+    return arch, weights
+
+
+def build_model(spec: str, *, unsafe: bool = False) -> nn.Module:
+    """Load a model given as ``WEIGHTS``, ``ZOO_NAME=WEIGHTS`` or ``file.py:factory=WEIGHTS`` (eval mode)."""
+    from ..zoo import load_model, load_user_model
+
+    arch, weights = split_model_spec(spec)
+    if arch is not None and ".py:" in arch:
+        return load_user_model(arch, weights, unsafe=unsafe)
+    return load_model(weights, arch, unsafe=unsafe)
+
+
+def model_name(spec: str) -> str:
+    """The display name of a model spec: the weights file's stem."""
+    return Path(split_model_spec(spec)[1]).stem or "model"
+
+
+def load_report_data(data: str, *, root: str | os.PathLike[str] | None = None, split: str = "test",
+                     image_size: tuple[int, int] | None = None) -> ImageData:
+    """A data set by name (``mnist-embedded``, ``mnist``, ``cifar10``... with ``root``), or an image folder
+    (``root/<class>/<image>`` or ``root/<split>/<class>/<image>``) given by its path."""
+    from ..data import DATASETS, load_dataset
+
+    key = data.lower().replace("_", "-")
+    if key in DATASETS and key != "folder":
+        return load_dataset(key, split, root=root)
+    path = Path(root) if key == "folder" and root is not None else Path(data)
+    if not path.is_dir():
+        raise ConfigError(f"--data {data!r} is neither a data set ({', '.join(d for d in DATASETS if d != 'folder')}) "
+                          "nor an existing folder of class sub-folders")
+    folder_split = split if (path / split).is_dir() else "all"
+    return load_dataset("folder", folder_split, root=path, image_size=image_size)
+
+
+def make_plan(name: str, input_shape: Sequence[int], *, certify_sigma: float | None = None,
+              sections: Sequence[str] | None = None, n_samples: int | None = None) -> ReportPlan:
+    """The preset plan for the data's input shape with the command line's overrides."""
+    from ..report import ReportPlan
+
+    plan = ReportPlan.preset(name, input_shape, certify_sigma=certify_sigma, sections=sections)
+    if n_samples is not None:
+        plan = dataclasses.replace(plan, name=f"{name}-custom", n_samples=int(n_samples),
+                                   batch_size=min(plan.batch_size, int(n_samples)))
+    return plan
+
+
+def headline_text(results: ReportResults) -> str:
+    """The headline numbers as a plain-text table (what the terminal shows)."""
+    from ..report import SECTIONS, ReportPlan
+    from ..report.sections import fmt
+
+    rows: list[tuple[str, list[str]]] = []
+    plan = results.plan
+    assert isinstance(plan, ReportPlan)
+    for key in plan.sections:
+        spec = SECTIONS[key]
+        for hkey, label, kind in spec.table:
+            cells = []
+            for m in results.models:
+                o = m.sections.get(key)
+                v = o.headline.get(hkey) if o is not None and o.ok else None
+                cells.append("-" if v is None else fmt(v, kind))
+            if any(c != "-" for c in cells):
+                rows.append((label, cells))
+    names = [m.name for m in results.models]
+    w0 = max([len(r[0]) for r in rows] + [0])
+    ws = [max([len(n)] + [len(r[1][i]) for r in rows]) for i, n in enumerate(names)]
+    lines = [" " * w0 + "  " + "  ".join(n.rjust(w) for n, w in zip(names, ws, strict=True))]
+    for label, cells in rows:
+        lines.append(label.ljust(w0) + "  " + "  ".join(c.rjust(w) for c, w in zip(cells, ws, strict=True)))
+    return "\n".join(lines)
+
+
+def run_and_print(entries: Sequence[ModelEntry], data: ImageData, plan: ReportPlan, out: Path, *, seed: int,
+                  resume: bool, progress: bool) -> ReportResults:
+    """Run the report, then print the headline table, the failed sections and the page's path."""
+    from ..report import ReportData, run_report
+
+    results = run_report(entries, ReportData.from_image_data(data), plan, out, seed=seed, resume=resume,
+                         progress=progress)
+    typer.echo(headline_text(results))
+    for m in results.models:
+        for o in m.sections.values():
+            if o.status == "error":
+                typer.echo(f"warning: section {o.key!r} failed for {m.name}: {o.note}", err=True)
+    typer.echo(f"results: {out / 'results.json'}")
+    typer.echo(f"report:  {(out / 'report.html').resolve()}")
+    return results
+
+
+@app.command()
+def report(
+    model: Annotated[str, typer.Option("--model", help="The model: WEIGHTS (a file saved by robustlens that records "
+                                       "its architecture), ZOO_NAME=WEIGHTS (e.g. smallcnn=w.safetensors) or "
+                                       "file.py:factory=WEIGHTS (runs that file: only files you trust).")],
+    data: Annotated[str, typer.Option("--data", help="Data set name (mnist-embedded, mnist, fashion-mnist, cifar10, "
+                                      "digits; with --data-root where needed) or a folder of class sub-folders.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder for results.json and report.html.")],
+    compare: Annotated[list[str] | None, typer.Option("--compare", help="Another model to report side by side "
+                                                       "(same forms as --model); repeat for more.")] = None,
+    names: Annotated[str | None, typer.Option("--names", help="Comma-separated display names, one per model "
+                                              "(default: the weights files' names).")] = None,
+    roles: Annotated[str | None, typer.Option("--roles", help="Comma-separated roles, 'standard' or 'robust' per "
+                                              "model, so that the sentences test the paper's claims on the pair.")
+                     ] = None,
+    plan: Annotated[str, typer.Option("--plan", help="'quick' (minutes on a CPU) or 'full'.")] = "quick",
+    resume: Annotated[bool, typer.Option("--resume", help="Reuse the sections already computed in --out.")] = False,
+    data_root: Annotated[Path | None, typer.Option("--data-root", help="Folder holding the data files.")] = None,
+    split: Annotated[str, typer.Option("--split", help="Which split to evaluate.")] = "test",
+    image_size: Annotated[int | None, typer.Option("--image-size", help="Resize folder images to this side.")] = None,
+    normalize: Annotated[bool, typer.Option("--normalize", help="Apply the data set's mean/std inside the "
+                                            "classifier (for models trained on normalised inputs).")] = False,
+    certify_sigma: Annotated[float | None, typer.Option("--certify-sigma", help="Also certify the models smoothed "
+                                                        "with Gaussian noise of this sigma.")] = None,
+    sections: Annotated[str | None, typer.Option("--sections", help="Comma-separated section keys to run "
+                                                 "(default: all).")] = None,
+    n_samples: Annotated[int | None, typer.Option("--n-samples", help="Override the plan's sample count.")] = None,
+    unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow fully pickled model files "
+                                                "(arbitrary code: trusted files only).")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+) -> None:
+    """Write OUT/results.json and the self-contained OUT/report.html: clean and robust accuracy, distances to the
+    boundary, adversarial examples, cross-sections, curvature, universal perturbation, noise and more."""
+    from ..report import ALL_SECTIONS, ModelEntry
+
+    dev = resolve_device(device)
+    specs = [model, *(compare or [])]
+    shown = [n.strip() for n in names.split(",")] if names else [model_name(s) for s in specs]
+    if len(shown) != len(specs):
+        raise typer.BadParameter(f"--names gives {len(shown)} names for {len(specs)} models")
+    role_list = [r.strip() for r in roles.split(",")] if roles else [""] * len(specs)
+    if len(role_list) != len(specs) or any(r not in ("", "standard", "robust") for r in role_list):
+        raise typer.BadParameter("--roles needs one of 'standard' or 'robust' per model, comma-separated")
+    keys = [s.strip() for s in sections.split(",")] if sections else list(ALL_SECTIONS)
+    ds = load_report_data(data, root=data_root, split=split,
+                          image_size=None if image_size is None else (image_size, image_size))
+    entries = []
+    for spec, name, role in zip(specs, shown, role_list, strict=True):
+        net = build_model(spec, unsafe=unsafe_pickle).to(dev)
+        kw: dict[str, object] = {"mean": ds.mean, "std": ds.std} if normalize and ds.mean is not None else {}
+        entries.append(ModelEntry(name, ds.classifier(net, **kw), source=spec, role=role))
+    p = make_plan(plan, ds.input_shape, certify_sigma=certify_sigma, sections=keys, n_samples=n_samples)
+    run_and_print(entries, ds, p, out, seed=seed, resume=resume, progress=progress)
+
+
+__all__ = ["build_model", "headline_text", "load_report_data", "make_plan", "model_name", "report", "run_and_print",
+           "split_model_spec"]
