@@ -168,6 +168,13 @@ def test_bad_settings_exit_with_a_message(tmp_path, args, message):
     assert message in " ".join(out.split())
 
 
+def test_a_test_set_of_another_size_fails_before_training(tmp_path, shared_data):
+    out = cli("train", "--data", "digits", "--test-data", "mnist", "--test-root", shared_data / "mnist",
+              "--out", tmp_path, *SMALL, code=2)
+    assert "--test-data mnist has images of shape (1, 28, 28) but --data digits has (1, 8, 8)" in " ".join(out.split())
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
 def test_an_existing_run_is_not_overwritten_silently(tmp_path):
     cli("train", "--epochs", "1", "--out", tmp_path, *SMALL)
     before = weights(tmp_path / "model.safetensors")

@@ -378,6 +378,15 @@ def _train(*, model: str, data: str, data_root: Path | None, download: bool, spl
         train_set = train_set.subset(min(limit, len(train_set)), seed=seed)
     if eval_limit > 0:
         eval_set = eval_set.subset(min(eval_limit, len(eval_set)), seed=split_seed)
+    test_sets = []  # loaded before training, so that a set that does not fit fails now rather than after it
+    for name in test_data or []:
+        from ..data import load_dataset
+
+        ts = load_dataset(name, "test", root=test_root if test_root is not None else data_root, download=download)
+        if ts.input_shape != train_set.input_shape:
+            raise ConfigError(f"--test-data {name} has images of shape {ts.input_shape} but --data {data} has "
+                              f"{train_set.input_shape}; pick a test set of the same image size")
+        test_sets.append(ts)
     net = build_model(model, train_set, seed).to(dev)
     if train_set.mean is not None or train_set.std is not None:
         trained: nn.Module | Classifier = Classifier(net, bounds=train_set.bounds, mean=train_set.mean,
@@ -404,13 +413,7 @@ def _train(*, model: str, data: str, data_root: Path | None, download: bool, spl
     clf = Classifier(net, bounds=train_set.bounds, mean=train_set.mean, std=train_set.std)
     eval_acc = history.records[-1].eval.get("accuracy", float("nan")) if history.records else float("nan")
     tests: dict[str, float] = {}
-    for name in test_data or []:
-        from ..data import load_dataset
-
-        ts = load_dataset(name, "test", root=test_root if test_root is not None else data_root, download=download)
-        if ts.input_shape != train_set.input_shape:
-            raise ConfigError(f"--test-data {name} has images of shape {ts.input_shape} but the model was trained on "
-                              f"{train_set.input_shape}")
+    for ts in test_sets:
         with torch.no_grad():
             tests[ts.name] = accuracy_under(clf, ts.x, ts.y)
     metadata = {"data": data, "classes": train_set.classes, "bounds": list(train_set.bounds),
