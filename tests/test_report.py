@@ -233,6 +233,13 @@ def test_universal_noise_and_certified_numbers_recompute(report_run, models, dat
     assert sec.headline["adversarial_distance"] == pytest.approx(sec.result.adversarial[0].axis_distance["+u1"])
     cur = res.models[0].sections["curvature"]
     assert cur.headline["top_eigenvalue"] >= cur.headline["bottom_eigenvalue"]
+    nrm = res.models[0].sections["normals"]
+    k90, energy = int(nrm.headline["k90"]), nrm.result.spectrum.energy
+    assert k90 == nrm.result.spectrum.k90 and float(energy[k90 - 1]) >= 0.9 - 1e-9
+    assert k90 == 1 or float(energy[k90 - 2]) < 0.9
+    san = res.models[0].sections["sanity"]
+    assert san.headline["flags"] == sum(c.flagged for c in san.result.checks if not c.skipped)
+    assert san.result.eps == quick_plan.threat_linf
 
 
 def test_same_seed_same_numbers(models, data, quick_plan):

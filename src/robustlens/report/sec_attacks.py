@@ -408,7 +408,7 @@ def _sanity_sentence(h: dict[str, float]) -> str:
     names = [k[len("flag_"):].replace("_", " ") for k, v in h.items() if k.startswith("flag_") and v > 0]
     if not names:
         return (f"None of the {int(h['checks'])} gradient-masking checks fires at Linf eps = {num(h['eps'])} on "
-                f"{int(h['n'])} correctly classified samples: the attacks' numbers above can be trusted this far.")
+                f"{int(h['n'])} correctly classified samples: no sign of gradient masking in these checks.")
     return (f"{len(names)} of {int(h['checks'])} gradient-masking checks fire at Linf eps = {num(h['eps'])} "
             f"({', '.join(names)}): the robust accuracies above may be overestimated.")
 

@@ -282,10 +282,13 @@ def _normals_headline(r: Result) -> dict[str, float]:
 
 
 def _normals_sentence(h: dict[str, float]) -> str:
-    return (f"The {int(h['count'])} unit normals to the boundary span a low-dimensional subspace: {int(h['k50'])} "
-            f"directions hold 50% of their energy and {int(h['k90'])} hold 90% ({pct(h['k90_fraction'])} of D = "
-            f"{int(h['dim'])}), against {int(h['random_k90'])} for as many random directions; the top direction "
-            f"alone holds {pct(h['top_energy'])}.")
+    low = h["k90"] > 0 and h["k90"] < 0.75 * h["random_k90"]
+    shape = ("concentrate in a low-dimensional subspace" if low else
+             "are not markedly more concentrated than random directions")
+    return (f"The {int(h['count'])} unit normals to the boundary {shape}: {int(h['k50'])} directions hold 50% of "
+            f"their energy and {int(h['k90'])} hold 90% ({pct(h['k90_fraction'])} of D = {int(h['dim'])}), against "
+            f"{int(h['random_k90'])} for as many random directions; the top direction alone holds "
+            f"{pct(h['top_energy'])}.")
 
 
 def _normals_compare(hs: list[tuple[str, dict[str, float]]], roles: dict[str, str]) -> str:

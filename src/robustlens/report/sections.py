@@ -130,7 +130,7 @@ def ratio_phrase(a: float, b: float) -> str:
     """``a`` relative to ``b`` as ``"2.4x"`` (or ``"n/a"`` when ``b`` is zero)."""
     if b == 0 or not np.isfinite(a) or not np.isfinite(b):
         return "n/a"
-    return f"{a / b:.2g}x"
+    return f"{a / b:.3g}x"
 
 
 def claim_clause(hs: list[tuple[str, dict[str, float]]], roles: dict[str, str], key: str, claim: str, *,
