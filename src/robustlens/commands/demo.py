@@ -118,7 +118,7 @@ def train_or_load(kind: str, s: DemoSettings, train: ImageData, folder: Path, *,
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Output folder (the trained models are cached there).")] = Path(
-        "robustlens-demo"),
+        "demo-out"),
     quick: Annotated[bool, typer.Option("--quick", help="Smaller models and report: under 3 minutes on 2 CPU "
                                         "cores (default run: under 10).")] = False,
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="Seconds-long run for the tests.")] = False,
