@@ -1,5 +1,5 @@
 """``python -m robustlens`` (used by ``torchrun ... -m robustlens train``)."""
 
-from .cli import app
+from .cli import main
 
-app()
+main()

@@ -14,4 +14,17 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    app()
+    """Run the CLI; a :class:`~robustlens.errors.RobustLensError` (bad input, bad setting, refused file) prints its
+    message and exits with status 2 instead of a traceback. ``ROBUSTLENS_TRACEBACK=1`` shows the traceback."""
+    import os
+    import sys
+
+    from .errors import RobustLensError
+
+    try:
+        app()
+    except RobustLensError as e:
+        if os.environ.get("ROBUSTLENS_TRACEBACK"):
+            raise
+        print(f"robustlens: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

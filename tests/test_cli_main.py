@@ -1,0 +1,33 @@
+"""The console entry point turns a RobustLensError into a message and exit status 2, not a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from robustlens.cli import app, main
+from robustlens.errors import InputError
+
+
+@app.command("raise-input-error", hidden=True)
+def _raise_input_error() -> None:
+    raise InputError("inputs hold NaN: clean the data")
+
+
+def test_robustlens_error_exits_2_with_its_message(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["robustlens", "raise-input-error"])
+    monkeypatch.delenv("ROBUSTLENS_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "robustlens: error: inputs hold NaN: clean the data" in err
+    assert "Traceback" not in err
+
+
+def test_traceback_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["robustlens", "raise-input-error"])
+    monkeypatch.setenv("ROBUSTLENS_TRACEBACK", "1")
+    with pytest.raises(InputError, match="inputs hold NaN"):
+        main()
