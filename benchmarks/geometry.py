@@ -167,26 +167,29 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-resnet", action="store_true")
+    ap.add_argument("--skip-mnist", action="store_true")
+    ap.add_argument("--resnet-resolution", type=int, default=201, help="grid points per axis of the ResNet section")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--cifar-root", default=str(SHARED / "cifar10"))
     ap.add_argument("--md", default=None, help="write the table to this markdown file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    clf, x, y = mnist_model(args.device)
-    rows.append(bench_curvature("SmallCNN MNIST", clf, x[:1], y[:1], 20, args.repeats))
-    rows.append(bench_curvature("SmallCNN MNIST", clf, x[:16], y[:16], 20, args.repeats))
-    rows.append(bench_section("SmallCNN MNIST", clf, x[:1], 201, args.repeats, 1000))
-    sub = bench_subspaces("SmallCNN MNIST", clf, x[:32], args.repeats)
-    if sub is not None:
-        rows.append(sub)
+    if not args.skip_mnist:
+        clf, x, y = mnist_model(args.device)
+        rows.append(bench_curvature("SmallCNN MNIST", clf, x[:1], y[:1], 20, args.repeats))
+        rows.append(bench_curvature("SmallCNN MNIST", clf, x[:16], y[:16], 20, args.repeats))
+        rows.append(bench_section("SmallCNN MNIST", clf, x[:1], 201, args.repeats, 1000))
+        sub = bench_subspaces("SmallCNN MNIST", clf, x[:32], args.repeats)
+        if sub is not None:
+            rows.append(sub)
     for r in rows:
         print(f"{r['analysis']}: {r['seconds']:.3f}s, floor {r['floor']:.3f}s ({r['floor_detail']}), "
               f"x{r['multiple']:.2f}", flush=True)
     if not args.skip_resnet:
         rclf, rx, ry = resnet_model(args.device, Path(args.cifar_root))
         for r in (bench_curvature("ResNet-18 CIFAR-10", rclf, rx, ry, 20, 1, tol=1e-3, warmup=False),
-                  bench_section("ResNet-18 CIFAR-10", rclf, rx, 201, 1, 512, warmup=False)):
+                  bench_section("ResNet-18 CIFAR-10", rclf, rx, args.resnet_resolution, 1, 256, warmup=False)):
             rows.append(r)
             print(f"{r['analysis']}: {r['seconds']:.3f}s, floor {r['floor']:.3f}s ({r['floor_detail']}), "
                   f"x{r['multiple']:.2f}", flush=True)
