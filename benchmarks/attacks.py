@@ -9,7 +9,8 @@ threads, in one run. For every attack and every library that implements it, the 
 - passes: forward and backward passes per image (ours from ``AttackResult.queries``; a peer's counted by a
   wrapper module that adds the batch size at each forward and at each backward through the logits);
 - floor: the time those passes cost at the measured per-image price of one forward (no grad) and one extra
-  backward on a batch of ``--batch`` images: ``floor = F * t_forward + B * (t_forward+backward - t_forward)``.
+  backward on a batch of ``--batch`` images: ``floor = F * t_forward + B * (t_forward+backward - t_forward)``,
+  measured again before each attack (the load of a shared machine drifts during a run).
   ``x floor`` = time / floor is the overhead of everything that is not the model.
 
 Targets (issue 3): PGD, FGSM, APGD at <= 1.15x floor; DeepFool L2 at least 3x faster than foolbox at an equal or
@@ -198,6 +199,8 @@ class Bench:
         self.args = args
         self.costs = costs
         self.rows: list[Row] = []
+        self._costs_for = ""
+        self.cost_log: dict[str, dict[str, float]] = {}
 
     def timed(self, fn: Callable[[], Any]) -> tuple[Any, float, list[float]]:
         times = []
@@ -213,6 +216,7 @@ class Bench:
     def ours(self, attack: str, make: Callable[[], Attack], n: int, strength: Callable[[Tensor, Tensor, Tensor],
                                                                                            dict[str, float]]) -> Row:
         """Run our attack batch by batch; passes from the results' query counts."""
+        self.remeasure(attack)
         x, y = self.x[:n], self.y[:n]
         atk = make()
         counts = [0, 0]
@@ -251,6 +255,13 @@ class Bench:
         fwd, bwd = self.counting.forward_count, self.counting.backward_count
         return self.add(Row(attack, library, n, sec, strength(x, y, adv), fwd, bwd, self.costs.floor(fwd, bwd),
                             note, times=times))
+
+    def remeasure(self, attack: str) -> None:
+        """Measure the pass costs again before each attack: on a shared machine the load drifts during a run."""
+        if attack != self._costs_for:
+            self._costs_for = attack
+            self.costs = measure_costs(self.model, self.x[: self.args.batch], self.y[: self.args.batch])
+            self.cost_log[attack] = asdict(self.costs)
 
     def add(self, row: Row) -> Row:
         self.rows.append(row)
@@ -411,7 +422,7 @@ def run_cw(b: Bench, args: argparse.Namespace, strength: Callable[[Tensor, Tenso
         print("C&W: robustlens.attacks.cw not available, skipped")
         return
     n, slow = min(args.cw_n, args.n), min(args.slow_n, args.cw_n, args.n)
-    bss, steps, lr, c0 = args.cw_search, args.cw_steps, 0.01, 1e-3
+    bss, steps, lr, c0 = args.cw_search, args.cw_steps, 0.01, args.cw_const
     print(f"C&W L2 binary search {bss} x {steps} Adam steps, lr {lr}, c0 {c0}, kappa 0")
     b.ours("cw", lambda: CarliniWagner(steps=steps, binary_search_steps=bss, initial_const=c0, lr=lr), n, strength)
     if args.no_peers:
@@ -457,6 +468,7 @@ def run_autoattack(b: Bench, args: argparse.Namespace) -> None:
     n, eps = min(args.aa_n, args.n), args.aa_eps
     x, y = b.x[:n], b.y[:n]
     print(f"AutoAttack standard Linf eps={eps} on {n} images")
+    b.remeasure("autoattack")
     counts = [0, 0]
 
     def run() -> Tensor:
@@ -562,6 +574,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cw-n", type=int, default=100, help="images for C&W")
     ap.add_argument("--cw-search", type=int, default=5, help="C&W binary search steps")
     ap.add_argument("--cw-steps", type=int, default=100, help="C&W Adam steps per search step")
+    ap.add_argument("--cw-const", type=float, default=1e-2, help="C&W initial constant c")
     ap.add_argument("--aa-n", type=int, default=100, help="images for AutoAttack")
     ap.add_argument("--eps", type=float, default=0.1, help="Linf eps of FGSM, PGD, APGD")
     ap.add_argument("--pgd-steps", type=int, default=40)
@@ -602,6 +615,7 @@ def main(argv: list[str] | None = None) -> None:
     run_all(b, args)
     machine["load_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     machine["total_seconds"] = time.perf_counter() - t0
+    machine["costs_per_attack"] = b.cost_log
     table = markdown(b.rows)
     checks = verdicts(b.rows)
     print()
