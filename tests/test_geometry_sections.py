@@ -119,3 +119,14 @@ def test_plot_uses_equal_axis_scales() -> None:
     fig = plot_sections(res)
     for ax in fig.axes[:2]:
         assert ax.get_aspect() == 1.0
+
+
+def test_one_image_without_batch_dimension_on_a_fresh_classifier() -> None:
+    """x[i] of a single-channel batch, (1, 28, 28), is one image, not a batch of one 28x28 input."""
+    from robustlens.zoo import create_model
+
+    net = create_model("smallcnn", num_classes=10).eval()
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    a = cross_section(Classifier(net), x[1], directions=("random", "random"), resolution=5, progress=False)
+    b = cross_section(Classifier(net), x[1:2], directions=("random", "random"), resolution=5, progress=False)
+    assert torch.equal(a.labels, b.labels) and a.labels.shape == (5, 5)

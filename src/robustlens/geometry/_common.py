@@ -30,10 +30,17 @@ def prepare(clf: Classifier, x: Tensor, y: Tensor | None = None) -> tuple[Tensor
 
 
 def single(clf: Classifier, x: Tensor, y: Tensor | int | None = None) -> tuple[Tensor, Tensor]:
-    """Accept one input given with or without its batch dimension; return ``(1, *shape)`` and ``(1,)``."""
+    """Accept one input given with or without its batch dimension; return ``(1, *shape)`` and ``(1,)``.
+
+    While the classifier does not know its input shape yet, a 3-d tensor is read as one ``(C, H, W)`` image (so
+    ``x[i]`` of an MNIST batch works) and a 2-d or 4-d tensor as a batch; pass ``input_shape=`` to the Classifier
+    for other layouts.
+    """
     if not isinstance(x, Tensor):
         raise InputError(f"the input must be a torch.Tensor, got {type(x).__name__}")
     if clf.input_shape is not None and tuple(x.shape) == clf.input_shape:
+        x = x.unsqueeze(0)
+    elif clf.input_shape is None and x.ndim == 3:
         x = x.unsqueeze(0)
     elif x.ndim >= 2 and x.shape[0] != 1:
         raise InputError(
