@@ -40,7 +40,7 @@ class UniversalResult(Result):
         perturbation: ``v`` with the input shape (no batch dimension).
         p, eps: the norm and radius ``xi`` of the constraint.
         fooling_rate: fraction of the fitting inputs whose decision ``f(clip(x + v))`` differs from ``f(x)``.
-        history: fooling rate on the fitting inputs after each pass.
+        history: fooling rate on the fitting inputs after each pass; ``perturbation`` is the ``v`` of the best pass.
         passes: passes over the data used; queries: forward and backward passes (per-sample counts).
         seed: seed of the data order.
     """
@@ -170,6 +170,7 @@ class UniversalPerturbation:
         history: list[float] = []
         target = 1.0 - self.delta
         rate = self._rate(clf, x, clean, v)
+        best_rate, best_v = rate, v.clone()
         passes = 0
         bar = tqdm(total=self.max_passes * n, desc="universal perturbation", disable=not self.progress, leave=False)
         with clf.analysis_mode():
@@ -193,10 +194,12 @@ class UniversalPerturbation:
                 passes += 1
                 rate = self._rate(clf, x, clean, v)
                 history.append(rate)
+                if rate > best_rate:  # a pass can undo earlier gains on a robust model: keep the best pass
+                    best_rate, best_v = rate, v.clone()
         bar.close()
         fwd, bwd = clf.counter.snapshot()
         return UniversalResult(
-            perturbation=v[0].detach().cpu(), p=self.p, eps=self.eps, fooling_rate=rate, history=history,
+            perturbation=best_v[0].detach().cpu(), p=self.p, eps=self.eps, fooling_rate=best_rate, history=history,
             passes=passes, queries={"forward": fwd - start[0], "backward": bwd - start[1]}, seed=seed,
             settings=self.settings,
         )
