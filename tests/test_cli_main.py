@@ -31,3 +31,14 @@ def test_traceback_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROBUSTLENS_TRACEBACK", "1")
     with pytest.raises(InputError, match="inputs hold NaN"):
         main()
+
+
+def test_every_data_command_takes_data_and_data_root() -> None:
+    """train, report, attack and certify name their data options alike (attack/certify keep --dataset/--root)."""
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    for command in ("train", "report", "attack", "certify"):
+        out = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
+        assert "--data " in out or "--data," in out, command
+        assert "--data-root" in out, command

@@ -49,9 +49,10 @@ def attack(
         "file's code: only files you trust.")] = None,
     unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow a fully pickled model file "
                                                 "(can execute arbitrary code: trusted files only).")] = False,
-    dataset: Annotated[str, typer.Option("--dataset", help="Data set name (see robustlens.data).")] = "mnist-embedded",
+    dataset: Annotated[str, typer.Option("--data", "--dataset", help="Data set name (see robustlens.data).")] = (
+        "mnist-embedded"),
     split: Annotated[str, typer.Option("--split")] = "test",
-    root: Annotated[Path | None, typer.Option("--root", help="Folder holding the data files.")] = None,
+    root: Annotated[Path | None, typer.Option("--data-root", "--root", help="Folder holding the data files.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Attack the first N samples (0: all).")] = 100,
     norm: Annotated[str | None, typer.Option("--norm", help="L0, L1, L2 or Linf (default: the attack's own).")]
     = None,

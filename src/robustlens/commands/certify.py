@@ -21,9 +21,10 @@ def certify(
         "you trust.")] = None,
     unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow a fully pickled model file "
                                                 "(can execute arbitrary code: trusted files only).")] = False,
-    dataset: Annotated[str, typer.Option("--dataset", help="Data set name (see robustlens.data).")] = "mnist-embedded",
+    dataset: Annotated[str, typer.Option("--data", "--dataset", help="Data set name (see robustlens.data).")] = (
+        "mnist-embedded"),
     split: Annotated[str, typer.Option("--split")] = "test",
-    root: Annotated[Path | None, typer.Option("--root", help="Folder holding the data files.")] = None,
+    root: Annotated[Path | None, typer.Option("--data-root", "--root", help="Folder holding the data files.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Certify the first N samples (0: all).")] = 100,
     sigma: Annotated[float, typer.Option("--sigma", help="Noise level of the smoothing, in data units.")] = 0.25,
     n0: Annotated[int, typer.Option("--n0", help="Noisy copies to select the top class.")] = 100,

@@ -1,6 +1,29 @@
 """Decision-boundary geometry (paper Sec. II-A, II-C, II-D, III-B1): cross-sections, noise robustness,
 curvature, boundary normals, subspace margins and neural anisotropy directions."""
 
+from .curvature import (
+    AlignmentResult,
+    HessianSpectrum,
+    TaylorResult,
+    curvature_profile,
+    gradient_alignment,
+    hessian_eigenpairs,
+    input_hessian,
+    plot_curvature_profile,
+    taylor_error,
+)
+from .noise import (
+    DirectionalResult,
+    NoiseResult,
+    SqrtDResult,
+    directional_distance,
+    linear_sqrt_d_constants,
+    noise_error_rate,
+    plot_noise,
+    plot_sqrt_d,
+    random_unit_directions,
+    sqrt_d_law,
+)
 from .normals import (
     CurvatureOverlapResult,
     NormalSpectrum,
@@ -16,6 +39,7 @@ from .normals import (
     principal_angles,
     transferability_matrix,
 )
+from .sections import SectionResult, cross_section, plot_section, plot_sections, section_directions
 from .subspaces import (
     Subspace,
     SubspaceMarginResult,
@@ -32,6 +56,30 @@ from .subspaces import (
 from .tracker import MarginTracker, MarginTrackResult, plot_margin_evolution
 
 __all__ = [
+    "AlignmentResult",
+    "HessianSpectrum",
+    "TaylorResult",
+    "curvature_profile",
+    "gradient_alignment",
+    "hessian_eigenpairs",
+    "input_hessian",
+    "plot_curvature_profile",
+    "taylor_error",
+    "DirectionalResult",
+    "NoiseResult",
+    "SqrtDResult",
+    "directional_distance",
+    "linear_sqrt_d_constants",
+    "noise_error_rate",
+    "plot_noise",
+    "plot_sqrt_d",
+    "random_unit_directions",
+    "sqrt_d_law",
+    "SectionResult",
+    "cross_section",
+    "plot_section",
+    "plot_sections",
+    "section_directions",
     "CurvatureOverlapResult",
     "NormalSpectrum",
     "NormalsResult",
