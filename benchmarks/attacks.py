@@ -487,7 +487,8 @@ def run_autoattack(b: Bench, args: argparse.Namespace) -> None:
         def pyaa(m: nn.Module, xs: Tensor, ys: Tensor) -> Tensor:
             ref = AutoAttack(m, norm="Linf", eps=eps, version="standard", seed=args.seed)
             ref.verbose = False
-            return ref.run_standard_evaluation(xs, ys, batch_size=args.batch)
+            adv, _ = ref.run_standard_evaluation(xs, ys, batch_size=args.batch)  # (adversarials, their labels)
+            return adv
 
         logging.getLogger("auto-attack").setLevel(logging.WARNING)
         b.peer("autoattack", "pyautoattack", pyaa, n, lambda xs, ys, a: bounded_strength(b.model, xs, ys, a, eps, INF),
