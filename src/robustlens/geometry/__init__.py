@@ -3,8 +3,10 @@ curvature, boundary normals, subspace margins and neural anisotropy directions."
 
 from .curvature import (
     AlignmentResult,
+    BoundaryCurvature,
     HessianSpectrum,
     TaylorResult,
+    boundary_curvature,
     curvature_profile,
     gradient_alignment,
     hessian_eigenpairs,
@@ -57,8 +59,10 @@ from .tracker import MarginTracker, MarginTrackResult, plot_margin_evolution
 
 __all__ = [
     "AlignmentResult",
+    "BoundaryCurvature",
     "HessianSpectrum",
     "TaylorResult",
+    "boundary_curvature",
     "curvature_profile",
     "gradient_alignment",
     "hessian_eigenpairs",

@@ -132,6 +132,24 @@ def _dense_hessian(clf: Classifier, x: Tensor, y: Tensor, loss: LossSpec, batch:
     return torch.cat(out)
 
 
+def _in_range(
+    project: Callable[[Tensor, Tensor], Tensor], vals: Tensor, vecs: Tensor, shape: torch.Size
+) -> tuple[Tensor, Tensor]:
+    """Keep the eigenpairs (ascending ``vals (N, D)``, column ``vecs (N, D, D)``) whose vectors lie in the range
+    of the projection (``||P v|| > 1/2``); every sample must keep the same number."""
+    n, d = vals.shape
+    owner = torch.arange(n, device=vals.device).repeat_interleave(d)
+    pv = project(vecs.transpose(1, 2).reshape(n * d, *shape), owner).reshape(n, d, d)
+    keep = pv.norm(dim=2) > 0.5
+    counts = keep.sum(1)
+    if bool((counts != counts[0]).any()):
+        raise ConfigError("the projection's rank differs between samples; project each sample separately")
+    m = int(counts[0])
+    vals = vals[keep].view(n, m)
+    vecs = vecs.transpose(1, 2)[keep].view(n, m, d).transpose(1, 2)
+    return vals, vecs
+
+
 def input_hessian(clf: Classifier, x: Tensor, y: Tensor | None = None, *, loss: LossSpec = "ce") -> Tensor:
     """The dense input Hessian ``(N, D, D)`` of the loss (eq. 16), for small inputs only (D HVPs per sample)."""
     x, y = prepare(clf, x, y)
@@ -153,6 +171,7 @@ def hessian_eigenpairs(
     seed: int = 0,
     batch_size: int = 32,
     progress: bool = True,
+    project: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> HessianSpectrum:
     """Top-``k`` and/or bottom-``k`` eigenpairs of the input Hessian of the loss, per sample (Fig. 4a, eq. 16).
 
@@ -170,6 +189,11 @@ def hessian_eigenpairs(
         return_vectors: keep the eigenvectors in the result.
         seed: seeds each sample's Lanczos start vector (same seed, same numbers).
         batch_size: samples whose Lanczos iterations run together (their HVPs share one vmapped call).
+        project: optional symmetric projection ``project(v, idx) -> P_i v`` (``v`` of shape ``(m, *input_shape)``,
+            ``idx`` the ``(m,)`` sample indices into ``x``): the eigenpairs are then those of ``P_i H_i P_i``. It is
+            applied before and after every HVP (and to the dense Hessian's rows and columns) and to the Lanczos
+            start vector, so the Krylov space stays in the range of ``P_i`` and the zero eigenvalues of the
+            projected-out directions do not appear on the Lanczos path (they do in the dense ``full_values``).
 
     The HVP count is recorded in ``result.hvps``; the cost is that count times the cost of one HVP.
     """
@@ -189,8 +213,15 @@ def hessian_eigenpairs(
     settings = {"k": k, "which": which, "tol": tol, "ncv": ncv, "seed": seed}
     if method == "dense":
         h = _dense_hessian(clf, x, y, loss, batch=max(1, min(batch_size, 4096 // max(1, d))))
+        if project is not None:
+            rows = torch.arange(n, device=x.device).repeat_interleave(d)
+            for _ in range(2):  # P H, then (P H)^T -> P H P (H and P symmetric)
+                h = project(h.reshape(n * d, *shape), rows).reshape(n, d, d).transpose(1, 2)
         h = 0.5 * (h + h.transpose(1, 2))
         vals, vecs = torch.linalg.eigh(h)  # ascending
+        if project is not None:  # drop the eigenpairs of the projected-out directions
+            vals, vecs = _in_range(project, vals, vecs, shape)
+            d = vals.shape[1]
         vals_d, vecs_d = vals.flip(1), vecs.flip(2)
         if kt + kb > d:
             raise ConfigError(f"asked for {kt + kb} eigenpairs of a {d}-dimensional Hessian")
@@ -204,6 +235,8 @@ def hessian_eigenpairs(
     if method != "lanczos":
         raise ConfigError(f"method must be 'lanczos', 'dense' or 'auto', got {method!r}")
     ktot = kt + kb
+    # with a projection, one spare eigenpair per end replaces a projected-out direction ARPACK may still return
+    extra = 0 if project is None else int(kt > 0) + int(kb > 0)
     if ktot >= d:
         raise ConfigError(
             f"Lanczos needs fewer than D = {d} eigenpairs (asked {ktot}); use method='dense' for small inputs"
@@ -221,9 +254,15 @@ def hessian_eigenpairs(
             idx0 = list(range(start, min(n, start + batch_size)))
             xs, ys = x[idx0], y[idx0]
 
-            def batch_fn(idx: list[int], vecs: np.ndarray, xs: Tensor = xs, ys: Tensor = ys) -> np.ndarray:
+            def batch_fn(
+                idx: list[int], vecs: np.ndarray, xs: Tensor = xs, ys: Tensor = ys, s0: int = start
+            ) -> np.ndarray:
                 v = torch.from_numpy(vecs).to(x.dtype).to(x.device).view(len(idx), *shape)
-                out = hvp(xs[idx], ys[idx], v)
+                if project is None:
+                    out = hvp(xs[idx], ys[idx], v)
+                else:
+                    owner = torch.tensor(idx, device=x.device) + s0
+                    out = project(hvp(xs[idx], ys[idx], project(v, owner)), owner)
                 return out.reshape(len(idx), d).double().cpu().numpy()
 
             lock = _Lockstep(len(idx0), batch_fn)
@@ -235,9 +274,13 @@ def hessian_eigenpairs(
             ) -> None:
                 try:
                     g = generator(seed, "lanczos-start", start + j)
-                    v0 = torch.rand(d, generator=g, dtype=torch.float64).numpy() - 0.5
+                    v0t = torch.rand(d, generator=g, dtype=torch.float64) - 0.5
+                    if project is not None:
+                        owner = torch.tensor([start + j], device=x.device)
+                        v0t = project(v0t.to(x.dtype).to(x.device).view(1, *shape), owner).reshape(d).double().cpu()
+                    v0 = v0t.numpy()
                     op = LinearOperator((d, d), matvec=lambda v: lock.matvec(j, v), dtype=np.float64)
-                    answers[j] = eigsh(op, k=ktot, which=arpack_which, v0=v0, tol=tol, ncv=ncv)
+                    answers[j] = eigsh(op, k=min(ktot + extra, d - 1), which=arpack_which, v0=v0, tol=tol, ncv=ncv)
                 except BaseException as e:  # reported in the calling thread
                     errors.append(e)
                 finally:
@@ -256,6 +299,18 @@ def hessian_eigenpairs(
             total_vectors += lock.vectors
             for j, i in enumerate(idx0):
                 vals, vecs = answers[j]
+                if project is not None:
+                    vt = torch.from_numpy(vecs.T.copy()).to(x.dtype).to(x.device)
+                    pn = project(vt.view(-1, *shape), torch.full((vt.shape[0],), i, device=x.device))
+                    keep = (pn.reshape(vt.shape[0], -1).norm(dim=1) > 0.5).cpu().numpy()
+                    vals, vecs = vals[keep], vecs[:, keep]
+                    if vals.shape[0] < ktot:
+                        raise RuntimeError(f"sample {i}: Lanczos returned too few eigenpairs in the projected space")
+                    order = np.argsort(vals)
+                    vals, vecs = vals[order], vecs[:, order]
+                    if kb and kt:  # the kb smallest and the kt largest
+                        vals = np.concatenate([vals[:kb], vals[vals.shape[0] - kt :]])
+                        vecs = np.concatenate([vecs[:, :kb], vecs[:, vecs.shape[1] - kt :]], 1)
                 order = np.argsort(vals)  # ascending
                 vals, vecs = vals[order], vecs[:, order]
                 if kb:
@@ -273,6 +328,150 @@ def hessian_eigenpairs(
         top_vectors=None if top_u is None else top_u.view(n, kt, *shape),
         bottom_vectors=None if bot_u is None else bot_u.view(n, kb, *shape),
         settings=settings,
+    )
+
+
+@dataclass
+class BoundaryCurvature(Result):
+    """Principal curvatures of the decision boundary near each input (see :func:`boundary_curvature`).
+
+    Attributes:
+        top_values: ``(N, k_top)`` largest principal curvatures, descending (``nan`` where the attack failed).
+        bottom_values: ``(N, k_bottom)`` smallest principal curvatures, ascending.
+        boundary_points: ``(N, *input_shape)`` the points ``x_b = x + r*(x)`` where the curvature is taken.
+        distance: ``(N,)`` ``||x_b - x||_2`` (``inf`` where the attack failed).
+        gradient_norm: ``(N,)`` ``||grad f(x_b)||`` of the differentiated function.
+        success: ``(N,)`` whether the attack crossed the boundary.
+        labels: the labels ``y``; boundary_labels: the decision at ``x_b``.
+        function: ``"ce"`` or ``"logit-difference"``; hvps: Hessian-vector products used.
+
+    Sign: a positive curvature bends the boundary around the region of ``y`` (the region is locally convex in
+    that direction, as for a ball around ``x``); a negative one bends it away.
+    """
+
+    top_values: Tensor
+    bottom_values: Tensor
+    boundary_points: Tensor
+    distance: Tensor
+    gradient_norm: Tensor
+    success: Tensor
+    labels: Tensor
+    boundary_labels: Tensor
+    function: str
+    hvps: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_abs(self) -> Tensor:
+        """``(N,)`` the largest principal curvature in magnitude among those computed (``nan`` where failed)."""
+        vals = torch.cat([self.top_values, self.bottom_values], 1).abs()
+        return vals.amax(1) if vals.shape[1] else torch.full_like(self.distance, math.nan)
+
+    @property
+    def median(self) -> float:
+        """Median of :attr:`max_abs` over the samples the attack crossed (``nan`` when none)."""
+        v = self.max_abs[self.success]
+        return float(v.median()) if v.numel() else math.nan
+
+
+def boundary_curvature(
+    clf: Classifier,
+    x: Tensor,
+    y: Tensor | None = None,
+    *,
+    k: int = 5,
+    which: str = "both",
+    function: str = "ce",
+    attack: Any = None,
+    overshoot: float = 0.02,
+    method: str = "auto",
+    tol: float = 1e-3,
+    seed: int = 0,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> BoundaryCurvature:
+    """Principal curvatures of the decision boundary near ``x``: the shape operator of a level set at ``x_b``.
+
+    1. ``x_b = x + r*(x)``: the minimal L2 perturbation, by DeepFool (L2, eq. 9) with a small ``overshoot``
+       (``attack`` replaces it: any minimal-norm attack called as ``attack(clf, x, y)``).
+    2. ``f`` is the function differentiated at ``x_b`` (``function``), ``g = grad f(x_b)``, ``n = g / ||g||`` and
+       ``P = I - n n^T`` the projection onto the tangent space of the level set ``{f = f(x_b)}``.
+    3. The principal curvatures of that level set are the eigenvalues of the shape operator
+       ``kappa = P H P / ||g||`` (``H`` the input Hessian of ``f`` at ``x_b``) on the tangent space: the top and/or
+       bottom ``k`` (``which``; by algebraic value, as :func:`hessian_eigenpairs`), from Lanczos on projected HVPs
+       (``project`` hook of :func:`hessian_eigenpairs`) or the dense Hessian for ``D <= 128``.
+       :attr:`BoundaryCurvature.max_abs` is the largest one in magnitude per sample.
+
+    The level-set curvature does not change when ``f`` is replaced by an increasing function of it, so the
+    choice of ``f`` only matters through which level set passes through ``x_b``:
+
+    - ``"logit-difference"``: ``f = max_{j != y} z_j - z_y`` (the margin loss), which at ``x_b`` is
+      ``z_t - z_y`` (``t`` the decision at ``x_b``): its zero set is the decision boundary itself. For a ReLU
+      network the logits are piecewise linear, so this Hessian is zero almost everywhere and so is this
+      curvature (the boundary's curvature sits in its kinks, which a Hessian does not see); use it for smooth
+      models.
+    - ``"ce"`` (default): ``f`` the cross-entropy loss of ``y``. Near the boundary the softmax is not saturated,
+      and the loss's level set through ``x_b`` is the decision boundary smoothed by the softmax. For a ReLU network
+      ``H = J^T (diag(p) - p p^T) J`` (``J`` the logit Jacobian): its two-class part lies along the normal and is
+      projected out, so what remains is how the other classes' logits bend the level set (it is ``>= 0``: the
+      level set bends around the region of ``y``). For two classes the level sets of the loss are those of the
+      logit difference, so both choices agree; for more classes even an affine classifier has curved loss level
+      sets (its boundary is flat: use ``"logit-difference"`` there).
+
+    Samples the attack does not fool get ``nan`` curvatures and ``inf`` distance.
+
+    Returns:
+        :class:`BoundaryCurvature`.
+    """
+    if function not in ("ce", "logit-difference"):
+        raise ConfigError(f"function must be 'ce' or 'logit-difference', got {function!r}")
+    if overshoot < 0:
+        raise ConfigError(f"overshoot must be >= 0, got {overshoot}")
+    from ..attacks.deepfool import DeepFool
+    from ._common import grad_fn
+
+    x, y = prepare(clf, x, y)
+    n = x.shape[0]
+    if attack is None:
+        attack = DeepFool(norm=2, overshoot=overshoot, max_iter=50)
+    res = attack(clf, x, y)
+    ok = res.success.to(x.device)
+    xb = res.adversarial.to(x).detach()
+    with torch.no_grad():
+        zb = clf.predict(xb)
+    loss: LossSpec = "ce" if function == "ce" else "margin"
+    with clf.analysis_mode():
+        g = grad_fn(clf, loss)(xb, y).flatten(1)
+    gnorm = g.norm(dim=1)
+    kt = k if which in ("top", "both") else 0
+    kb = k if which in ("bottom", "both") else 0
+    top = torch.full((n, kt), math.nan, dtype=torch.float64)
+    bot = torch.full((n, kb), math.nan, dtype=torch.float64)
+    hvps = 0
+    sel = (ok & (gnorm > 0)).nonzero().flatten()
+    if sel.numel():
+        normals = (g[sel] / gnorm[sel, None]).detach()
+
+        def project(v: Tensor, idx: Tensor) -> Tensor:
+            vf = v.reshape(v.shape[0], -1)
+            nn_ = normals[idx].to(vf)
+            return (vf - (vf * nn_).sum(1, keepdim=True) * nn_).view_as(v)
+
+        spec = hessian_eigenpairs(
+            clf, xb[sel], y[sel], k=k, which=which, loss=loss, method=method, tol=tol, return_vectors=False,
+            seed=seed, batch_size=batch_size, progress=progress, project=project,
+        )
+        scale = gnorm[sel].double().cpu()[:, None]
+        top[sel.cpu()] = spec.top_values.double() / scale
+        bot[sel.cpu()] = spec.bottom_values.double() / scale
+        hvps = spec.hvps
+    dist = torch.where(ok, (xb - x).flatten(1).norm(dim=1), torch.full_like(gnorm, math.inf))
+    return BoundaryCurvature(
+        top_values=top, bottom_values=bot, boundary_points=xb.cpu(), distance=dist.detach().cpu(),
+        gradient_norm=gnorm.detach().cpu(), success=ok.cpu(), labels=y.cpu(), boundary_labels=zb.cpu(),
+        function=function, hvps=hvps,
+        settings={"k": k, "which": which, "overshoot": overshoot, "method": method, "tol": tol, "seed": seed,
+                  "attack": getattr(attack, "name", type(attack).__name__)},
     )
 
 
@@ -423,6 +622,8 @@ def hvp_cost(clf: Classifier, x: Tensor, y: Tensor | None = None, *, loss: LossS
 
 __all__ = [
     "AlignmentResult",
+    "BoundaryCurvature",
+    "boundary_curvature",
     "HessianSpectrum",
     "TaylorResult",
     "curvature_profile",
