@@ -205,14 +205,13 @@ def test_autoattack_standard_matches_pyautoattack(mnist: Mnist) -> None:
 
 
 CW_IMAGES = 10
-CW_SETTINGS = {"binary_search_steps": 5, "steps": 50, "lr": 0.01, "initial_const": 0.1}
+# Adam in tanh space needs a step that can move MNIST's background pixels off 0: at lr 0.01 neither library fools
+# more than 20% of the digits within 5 x 50 steps. At these settings ours fools all 10 (median L2 2.56, 3 s) and
+# ART's 2 (44 s, one thread).
+CW_SETTINGS = {"binary_search_steps": 5, "steps": 100, "lr": 0.05, "initial_const": 0.1}
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "open finding: with 5 x 50 steps, lr 0.01, c0 0.1 on 20 digits our C&W fooled 10% and ART's 40% (ART's "
-    "line search moves further per iteration than Adam at lr 0.01); the run took 517 s on the loaded machine, "
-    "mostly ART. Settings where both are meant to converge are still to be chosen"))
 def test_cw_median_norm_at_most_art(mnist: Mnist) -> None:
     cw = pytest.importorskip("robustlens.attacks.cw")
     art_evasion = pytest.importorskip("art.attacks.evasion")
@@ -233,6 +232,9 @@ def test_cw_median_norm_at_most_art(mnist: Mnist) -> None:
     assert torch.equal(ours.success, predict(mnist.model, ours.adversarial) != y)
     assert float(ours.success.float().mean()) >= float(success.float().mean())
     assert float(ours.norm.median()) <= float(theirs.median()), (ours.norm.median(), theirs.median())
+    both = ours.success & success  # where both succeed, ours is no larger on the median
+    if bool(both.any()):
+        assert float(ours.norm[both].median()) <= float(theirs[both].median()) * 1.001
     # pixels at exactly 0 move inward (torchattacks' tanh mapping pins them), failures come back clean
     raised = ((ours.adversarial > 1e-6) & (x == 0)).flatten(1).any(1)
     assert bool(raised[ours.success].all())
