@@ -9,7 +9,8 @@ Then checks, on held-out digits:
 1. the PGD-trained model's median DeepFool L2 distance (eq. 9) is larger and its top input-Hessian eigenvalue
    (eq. 16, Lanczos on HVPs) smaller than the standard model's; beside it, on the same digits, the curvature of
    the decision boundary itself: the largest principal curvature of the loss's level set at the DeepFool point
-   (``boundary_curvature``), smaller for the PGD model;
+   (``boundary_curvature``), smaller for the PGD model, and a finite-scale mean curvature of the argmax
+   boundary without Hessian (``section_curvature``);
 2. the 90%-energy rank of the minimal perturbations (the boundary normals) is a small fraction of D, and the
    normal subspaces of the two standard seeds are far more aligned than random subspaces of the same size;
 3. random noise needs about sqrt(D) times the adversarial norm (eq. 20-21);
@@ -72,10 +73,13 @@ NOTES = {
         "what remains comes from the softmax mass of the other classes at x_b (the last numbers of the row), "
         "which is much larger for the PGD model (its softmax at x_b is spread over more classes). So this "
         "measure is again driven by "
-        "the models' logit scale; the curvature of the piecewise-linear boundary itself sits in its kinks, which "
-        "no Hessian sees, and is not measured here (a finite-scale measure, e.g. the height of the boundary above "
-        "its tangent plane along tangent directions, would be the next check). Under the measures available here "
-        "the claim is not reproduced."
+        "the models' logit scale. The curvature of the piecewise-linear boundary itself sits in its kinks, which "
+        "no Hessian sees; the row's last numbers measure it at finite scale s without Hessian or softmax "
+        "(section_curvature in this script: heights a(t) of the argmax boundary above x_b + t u along the normal, "
+        "u a random unit tangent direction, and (2 a(0) - a(s) - a(-s)) / s^2 averaged over 10 directions, i.e. "
+        "the mean curvature at scale s). The PGD model's boundary is more curved there too (2.3x to 3.6x at s = "
+        "0.25 to 1). Under both measures the claim is not reproduced with these models (the PGD model is the "
+        "standard one fine-tuned for 2 epochs)."
     ),
 }
 #: the figures, in the order of the claims: title -> file in the figures folder
@@ -189,6 +193,41 @@ def claim_distance_and_curvature(clfs: dict[str, Classifier], x: Tensor, y: Tens
     return claim, {"norms": norms, "spectra": spectra}
 
 
+def section_curvature(model: nn.Module, xb: Tensor, y: Tensor, s: float, m: int, seed: int) -> Tensor:
+    """Finite-scale curvature of the decision boundary itself (no Hessian, no softmax): for ``m`` random unit tangent
+    directions u at each x_b (orthogonal to the CE gradient n there), the boundary heights a(t) along n above
+    x_b + t u for t = -s, 0, s (bisection on the argmax), and ``(2 a(0) - a(s) - a(-s)) / s^2``: the normal-section
+    curvature at scale s (positive: bending around the region of y). Its mean over random u is the mean
+    curvature. Returns ``(N, m)``. The section points may leave [0, 1] slightly; the model is evaluated there."""
+    n_, d = xb.shape[0], xb[0].numel()
+    xf = xb.flatten(1).detach()
+    xr = xf.clone().requires_grad_(True)
+    loss = nn.functional.cross_entropy(model(xr.view_as(xb)), y, reduction="sum")
+    nrm = torch.autograd.grad(loss, xr)[0]
+    nrm = nrm / nrm.norm(dim=1, keepdim=True)
+    u = torch.randn(n_, m, d, generator=generator(seed, "section-curvature"))
+    u = u - (u * nrm[:, None]).sum(-1, keepdim=True) * nrm[:, None]
+    u = (u / u.norm(dim=-1, keepdim=True)).reshape(n_ * m, d)
+    nn_, lab, base = nrm.repeat_interleave(m, 0), y.repeat_interleave(m), xf.repeat_interleave(m, 0)
+
+    def height(p: Tensor, reach: float) -> Tensor:
+        lo, hi = torch.full((p.shape[0],), -reach), torch.full((p.shape[0],), reach)
+        with torch.no_grad():
+            def inside(a: Tensor) -> Tensor:
+                return model((p + a[:, None] * nn_).view(-1, *xb.shape[1:])).argmax(1) == lab
+
+            ok = inside(lo) & ~inside(hi)
+            for _ in range(40):
+                mid = (lo + hi) / 2
+                i = inside(mid)
+                lo, hi = torch.where(i, mid, lo), torch.where(i, hi, mid)
+        return torch.where(ok, (lo + hi) / 2, torch.full_like(lo, float("nan")))
+
+    reach = 1.0 + 2 * s
+    k = (2 * height(base, reach) - height(base + s * u, reach) - height(base - s * u, reach)) / s**2
+    return k.view(n_, m)
+
+
 def claim_boundary_curvature(clfs: dict[str, Classifier], x: Tensor, y: Tensor, n_curv: int,
                              seed: int) -> tuple[Claim, dict[str, Any]]:
     """Largest principal curvature of the decision boundary near each of the first ``n_curv`` digits (the digits
@@ -203,6 +242,14 @@ def claim_boundary_curvature(clfs: dict[str, Classifier], x: Tensor, y: Tensor, 
         sec[name] = time.perf_counter() - t
         med[name] = res[name].median
     fooled = {k: int(v.success.sum()) for k, v in res.items()}
+    scales = (0.25, 0.5, 1.0)
+    sections: dict[str, dict[str, float]] = {}
+    for name, r in res.items():
+        model = clfs[name].model
+        sections[name] = {}
+        for sc in scales:
+            kap = section_curvature(model, r.boundary_points[r.success], r.labels[r.success], sc, 10, seed)
+            sections[name][str(sc)] = float(kap.nanmean(1).abs().nanmedian())
     # softmax mass outside the two classes of the boundary at x_b: for ReLU nets the only source of this curvature
     rest = {}
     for name, r in res.items():
@@ -222,9 +269,13 @@ def claim_boundary_curvature(clfs: dict[str, Classifier], x: Tensor, y: Tensor, 
                  f"{1 / med['pgd']:.1f}, against median distances to x_b of {dist['standard']:.2f} and "
                  f"{dist['pgd']:.2f}; {fooled['standard']} and {fooled['pgd']} of {n_curv} digits crossed; median "
                  f"softmax mass outside the two "
-                 f"boundary classes at x_b: standard {rest['standard']:.2g}, PGD {rest['pgd']:.2g})"),
+                 f"boundary classes at x_b: standard {rest['standard']:.2g}, PGD {rest['pgd']:.2g}). Without Hessian: "
+                 f"median |mean normal-section curvature| of the argmax boundary at x_b over 10 random tangent "
+                 f"directions at scales {', '.join(map(str, scales))}: standard "
+                 f"{', '.join(f'{v:.3g}' for v in sections['standard'].values())}; PGD "
+                 f"{', '.join(f'{v:.3g}' for v in sections['pgd'].values())}"),
         numbers={"median_boundary_curvature": med, "median_distance_to_xb": dist, "crossed": fooled,
-                 "median_other_class_mass": rest,
+                 "median_other_class_mass": rest, "median_abs_mean_section_curvature": sections,
                  "n": n_curv, "k": 5, "function": "ce", "overshoot": 0.02, "seconds": sec,
                  "per_sample": {k: [float(u) for u in v.max_abs] for k, v in res.items()}},
     )
