@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,8 @@ from robustlens.report import ReportResults, validate_results_json
 @pytest.mark.slow
 def test_demo_tiny_end_to_end_and_cached(tmp_path: Path) -> None:
     runner = CliRunner()
-    t0 = time.process_time()
     res = runner.invoke(app, ["demo", "--tiny", "--out", str(tmp_path), "--no-progress"])
-    cpu = time.process_time() - t0
     assert res.exit_code == 0, (res.output, res.exception)
-    assert cpu < 60, f"the tiny demo took {cpu:.0f} CPU seconds"
     out = res.output
     assert "standard model (cross-entropy): trained" in out and "robust model (fgsm-rs" in out
     assert str((tmp_path / "report.html").resolve()) in out
