@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from torch import nn
 
 app = typer.Typer(
     name="robustlens",
@@ -23,6 +27,35 @@ SeedOption = Annotated[int, typer.Option("--seed", help="Seed of every random ch
 DeviceOption = Annotated[
     str, typer.Option("--device", help="Where to run: 'cpu', 'cuda', 'cuda:1' or 'auto' (cuda when available).")
 ]
+
+
+# Options of the commands that load a saved model and a data set (attack, certify).
+ArchOption = Annotated[str | None, typer.Option(
+    "--arch", help="Zoo architecture to load the weights into, when the file does not record it (e.g. smallcnn).")]
+ModelFileOption = Annotated[str | None, typer.Option(
+    "--model-file", help="'path/file.py:factory' building the model (weights from --model if given). Runs that "
+    "file's code: only files you trust.")]
+UnsafePickleOption = Annotated[bool, typer.Option(
+    "--unsafe-pickle", help="Allow a fully pickled model file (can execute arbitrary code: trusted files only).")]
+DataOption = Annotated[str, typer.Option("--data", "--dataset", help="Data set name (see robustlens.data).")]
+SplitOption = Annotated[str, typer.Option("--split", help="Split of the data set: train or test.")]
+DataRootOption = Annotated[Path | None, typer.Option("--data-root", "--root", help="Folder holding the data files.")]
+
+
+def load_cli_model(model: Path | None, arch: str | None, model_file: str | None, unsafe: bool) -> nn.Module:
+    """The model named on the command line: ``--model-file`` (runs that file) with optional ``--model`` weights,
+    or ``--model`` alone (safetensors / ``weights_only`` state dict; a pickle only with ``--unsafe-pickle``)."""
+    from ..errors import ConfigError
+    from ..zoo import load_model
+
+    if model_file is not None:
+        from ..zoo.io import load_user_model
+
+        return load_user_model(model_file, model, unsafe=unsafe)
+    if model is None:
+        raise ConfigError("give the model: --model FILE (with --arch if the file does not record it), or "
+                          "--model-file path/file.py:factory")
+    return load_model(model, arch, unsafe=unsafe)
 
 
 def resolve_device(device: str) -> str:

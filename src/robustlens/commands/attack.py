@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from .app import DeviceOption, SeedOption, app, resolve_device
+from .app import (
+    ArchOption,
+    DataOption,
+    DataRootOption,
+    DeviceOption,
+    ModelFileOption,
+    SeedOption,
+    SplitOption,
+    UnsafePickleOption,
+    app,
+    load_cli_model,
+    resolve_device,
+)
 
 
 def parse_number(text: str | None, name: str) -> float | None:
@@ -42,17 +54,12 @@ def attack(
     model: Annotated[Path | None, typer.Option("--model", help="Model file (.safetensors, or a torch state dict / "
                                                "checkpoint). Loaded safely: a full pickle needs --unsafe-pickle.")]
     = None,
-    arch: Annotated[str | None, typer.Option("--arch", help="Zoo architecture to load the weights into, when the "
-                                             "file does not record it (e.g. smallcnn).")] = None,
-    model_file: Annotated[str | None, typer.Option(
-        "--model-file", help="'path/file.py:factory' building the model (weights from --model if given). Runs that "
-        "file's code: only files you trust.")] = None,
-    unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow a fully pickled model file "
-                                                "(can execute arbitrary code: trusted files only).")] = False,
-    dataset: Annotated[str, typer.Option("--data", "--dataset", help="Data set name (see robustlens.data).")] = (
-        "mnist-embedded"),
-    split: Annotated[str, typer.Option("--split")] = "test",
-    root: Annotated[Path | None, typer.Option("--data-root", "--root", help="Folder holding the data files.")] = None,
+    arch: ArchOption = None,
+    model_file: ModelFileOption = None,
+    unsafe_pickle: UnsafePickleOption = False,
+    dataset: DataOption = "mnist-embedded",
+    split: SplitOption = "test",
+    root: DataRootOption = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Attack the first N samples (0: all).")] = 100,
     norm: Annotated[str | None, typer.Option("--norm", help="L0, L1, L2 or Linf (default: the attack's own).")]
     = None,
@@ -111,19 +118,10 @@ def _attack(*, name: str, model: Path | None, arch: str | None, model_file: str 
     from ..data import load_dataset
     from ..errors import ConfigError
     from ..runner import run_evaluation
-    from ..zoo import load_model
 
     key = attack_key(name)
     runner = make_attack(key, norm, eps, steps)
-    if model_file is not None:
-        from ..zoo.io import load_user_model
-
-        net = load_user_model(model_file, model, unsafe=unsafe_pickle)
-    elif model is not None:
-        net = load_model(model, arch, unsafe=unsafe_pickle)
-    else:
-        raise ConfigError("give the model: --model FILE (with --arch if the file does not record it), or "
-                          "--model-file path/file.py:factory")
+    net = load_cli_model(model, arch, model_file, unsafe_pickle)
     data = load_dataset(dataset, split, root=root)
     x, y = data.x, data.y
     if limit > 0:

@@ -7,24 +7,31 @@ from typing import Annotated
 
 import typer
 
-from .app import DeviceOption, SeedOption, app, resolve_device
+from .app import (
+    ArchOption,
+    DataOption,
+    DataRootOption,
+    DeviceOption,
+    ModelFileOption,
+    SeedOption,
+    SplitOption,
+    UnsafePickleOption,
+    app,
+    load_cli_model,
+    resolve_device,
+)
 
 
 @app.command()
 def certify(
     model: Annotated[Path, typer.Option("--model", help="Model file (.safetensors, or a torch state dict / "
                                         "checkpoint). Loaded safely: a full pickle needs --unsafe-pickle.")],
-    arch: Annotated[str | None, typer.Option("--arch", help="Zoo architecture to load the weights into, when the "
-                                             "file does not record it (e.g. smallcnn).")] = None,
-    model_file: Annotated[str | None, typer.Option(
-        "--model-file", help="'path/file.py:factory' building the architecture. Runs that file's code: only files "
-        "you trust.")] = None,
-    unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow a fully pickled model file "
-                                                "(can execute arbitrary code: trusted files only).")] = False,
-    dataset: Annotated[str, typer.Option("--data", "--dataset", help="Data set name (see robustlens.data).")] = (
-        "mnist-embedded"),
-    split: Annotated[str, typer.Option("--split")] = "test",
-    root: Annotated[Path | None, typer.Option("--data-root", "--root", help="Folder holding the data files.")] = None,
+    arch: ArchOption = None,
+    model_file: ModelFileOption = None,
+    unsafe_pickle: UnsafePickleOption = False,
+    dataset: DataOption = "mnist-embedded",
+    split: SplitOption = "test",
+    root: DataRootOption = None,
     limit: Annotated[int, typer.Option("--limit", help="Certify the first N samples (0: all).")] = 100,
     sigma: Annotated[float, typer.Option("--sigma", help="Noise level of the smoothing, in data units.")] = 0.25,
     n0: Annotated[int, typer.Option("--n0", help="Noisy copies to select the top class.")] = 100,
@@ -44,15 +51,9 @@ def certify(
     from .. import Classifier
     from ..certify import Smoothed, certify_dataset
     from ..data import load_dataset
-    from ..zoo import load_model
 
     dev = resolve_device(device)
-    if model_file is not None:
-        from ..zoo.io import load_user_model
-
-        net = load_user_model(model_file, model, unsafe=unsafe_pickle)
-    else:
-        net = load_model(model, arch, unsafe=unsafe_pickle)
+    net = load_cli_model(model, arch, model_file, unsafe_pickle)
     data = load_dataset(dataset, split, root=root)
     x, y = data.x, data.y
     if limit > 0:
