@@ -10,6 +10,7 @@ projection; the loop, the cosine schedules, the bookkeeping of the best point an
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 
 import torch
 from torch import Tensor
@@ -60,23 +61,23 @@ class BudgetAttack(MinimalNormAttack):
         self.gamma_final = self.gamma / 100 if gamma_final is None else float(gamma_final)
         self.alpha_init, self.alpha_final = float(alpha[0]), float(alpha[1])
 
+    @abstractmethod
     def loss(self, logits: Tensor, criterion: Criterion) -> Tensor:
         """Per-sample loss that the step increases (larger = closer to adversarial)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def direction(self, grad: Tensor, delta: Tensor, eps: Tensor, loss: Tensor, alpha: float) -> Tensor:
         """The step added to ``delta`` from the loss gradient."""
-        raise NotImplementedError
 
+    @abstractmethod
     def update_budget(
         self, eps: Tensor, is_adv: Tensor, norm: Tensor, best: Tensor, loss: Tensor, grad: Tensor, gamma: float
     ) -> Tensor:
         """The next budget from the current one and whether the current point is adversarial."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fit(self, delta: Tensor, eps: Tensor) -> Tensor:
         """Map ``delta`` back to the budget ``eps`` (projection)."""
-        raise NotImplementedError
 
     def initial_budget(self, x: Tensor) -> Tensor:
         return torch.full((x.shape[0],), INF, dtype=x.dtype, device=x.device)

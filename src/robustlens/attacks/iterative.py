@@ -19,6 +19,7 @@ The loop owns everything else:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -77,7 +78,7 @@ def resolve_bounded_loss(loss: str | LossFn) -> LossFn:
     return LOSSES[loss]
 
 
-class Stepper:
+class Stepper(ABC):
     """The update rule of an iterative attack: the only part that differs between FGSM, PGD and APGD.
 
     ``start`` returns the per-sample state (tensors whose first dimension is the batch; the loop drops the rows of
@@ -87,6 +88,7 @@ class Stepper:
     def start(self, clean: Tensor, x0: Tensor) -> dict[str, Tensor]:
         return {}
 
+    @abstractmethod
     def step(
         self,
         it: int,
@@ -97,7 +99,7 @@ class Stepper:
         state: dict[str, Tensor],
         proj: Projector,
     ) -> Tensor:
-        raise NotImplementedError
+        """The next (projected) iterate."""
 
 
 @dataclass

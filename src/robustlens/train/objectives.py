@@ -15,6 +15,7 @@ IV-C4 eq. (22)-(23) (ACET).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Literal
 
 import torch
@@ -90,7 +91,7 @@ class Standard:
         return F.cross_entropy(logits, y), {"accuracy": _accuracy(logits, y)}
 
 
-class _OnPerturbed:
+class _OnPerturbed(ABC):
     """Cross-entropy on ``perturb(x)``: the shared body of the adversarial-training objectives (eq. 14)."""
 
     name = "perturbed"
@@ -102,8 +103,9 @@ class _OnPerturbed:
                 out[k] = norm_name(float(v)) if k == "p" and isinstance(v, (int, float)) else v
         return out
 
+    @abstractmethod
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
-        raise NotImplementedError
+        """The perturbed inputs the cross-entropy is taken on."""
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, step_ctx: StepContext) -> tuple[Tensor, dict[str, Any]]:
         adv = self.perturb(model, x, y, step_ctx)
