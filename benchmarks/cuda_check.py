@@ -4,7 +4,7 @@
 
 Needs only torch, numpy, scipy and tqdm (no data files: inputs are random, shaped like MNIST and CIFAR-10), so it
 runs from a bare checkout with ``PYTHONPATH=src``. Prints one markdown table per check; BENCHMARKS.md ("CUDA")
-records what it printed on a lent GPU.
+records what it printed on an H100.
 """
 
 from __future__ import annotations
