@@ -136,11 +136,11 @@ def _basis() -> Tensor:
 
 
 def _attack_class(module: str, name: str) -> Any:
-    """An attack class looked up when the test runs (skips while its module is not part of the package yet)."""
+    """An attack class looked up when the test runs; a missing one fails the test."""
     try:
         return getattr(importlib.import_module(f"robustlens.attacks.{module}"), name)
-    except (ImportError, AttributeError):
-        pytest.skip(f"robustlens.attacks.{module}.{name} is not available")
+    except (ImportError, AttributeError) as e:
+        pytest.fail(f"robustlens.attacks.{module}.{name} is not available: {e}")
 
 
 # name -> (factory of a configured attack, call keywords, field that must change with the seed or None)
