@@ -3,9 +3,12 @@
 Certification costs ``n0 + n`` forward passes per image; the floor is the time of that many plain batched forward
 passes of the model. The ratio (noisy rows per second during certification) / (rows per second of a plain forward
 at the same batch size) is what the noise generation, packing and counting cost on top; the target is >= 0.9.
+Both run at the classifier's precision: on CUDA a ``Classifier`` turns TF32 off during analysis unless it is built
+with ``allow_tf32=True`` (``--tf32`` here), so the floor is timed inside ``clf.full_precision()`` too (a floor left at
+PyTorch's default, TF32 convolutions, would measure the precision setting rather than the smoothing overhead).
 ART's ``PyTorchRandomizedSmoothing.certify`` runs beside ours on the same model when ART is installed.
 
-    python benchmarks/certify.py [--device cpu|cuda] [--images 4] [--n 10000] [--batch 1000] [--repeats 3]
+    python benchmarks/certify.py [--device cpu|cuda] [--images 4] [--n 10000] [--batch 1000] [--repeats 3] [--tf32]
 """
 
 from __future__ import annotations
@@ -47,10 +50,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--tf32", action="store_true", help="CUDA: certify and time the floor with TF32 allowed")
     args = ap.parse_args()
     dev = args.device
     model = make_model(3, args.size, args.width).to(dev).eval()
-    clf = Classifier(model)
+    clf = Classifier(model, allow_tf32=args.tf32)
     x = torch.rand(args.images, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(dev)
     y = torch.zeros(args.images, dtype=torch.long, device=dev)
     sm = Smoothed(clf, 0.25)
@@ -65,7 +69,7 @@ def main() -> None:
     for _ in range(args.repeats):
         sync(dev)
         t = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), clf.full_precision():
             for _ in range(n_batches):
                 model(batch).argmax(1)
         sync(dev)
@@ -98,7 +102,8 @@ def main() -> None:
     fwd = statistics.median(fwd_times)
     cert = statistics.median(cert_times)
     print(f"device={dev} torch={torch.__version__} threads={torch.get_num_threads()} images={args.images} "
-          f"n0={args.n0} n={args.n} batch={args.batch} model=3-conv CNN width {args.width} on 3x{args.size}^2")
+          f"n0={args.n0} n={args.n} batch={args.batch} model=3-conv CNN width {args.width} on 3x{args.size}^2 "
+          f"tf32={args.tf32 and dev.startswith('cuda')} repeats={args.repeats}")
     print(f"{'method':<28}{'median s':>10}{'rows/s':>14}{'x floor':>10}{'throughput ratio':>18}")
     print(f"{'floor (plain forward)':<28}{fwd:>10.3f}{n_batches * args.batch / fwd:>14.0f}{1.0:>10.2f}{1.0:>18.3f}")
     print(f"{'robustlens Smoothed.certify':<28}{cert:>10.3f}{rows / cert:>14.0f}{cert / fwd:>10.2f}"

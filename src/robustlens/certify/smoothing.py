@@ -32,7 +32,7 @@ from torch import Tensor
 from ..classifier import Classifier
 from ..errors import ConfigError
 from ..results import Result
-from ..seeding import generator
+from ..seeding import stable_hash
 
 NOISE_BLOCK = 1024
 ABSTAIN = -1
@@ -223,6 +223,10 @@ class Smoothed:
         dev, dt = clf.device, clf.dtype
         buf = torch.empty((batch_size, *shape), device=dev, dtype=dt)
         owner = torch.empty(batch_size, device=dev, dtype=torch.long)
+        # one noise buffer and one generator, re-seeded per block: the same draws as a fresh generator per block
+        noise_buf = torch.empty((min(NOISE_BLOCK, num), *shape), device=dev, dtype=dt)
+        g = torch.Generator(device=dev)
+        ones = torch.ones(batch_size, device=dev, dtype=torch.long)
         counts: Tensor | None = None
         fill = 0
         bar = tqdm(total=n_samples * num, disable=not progress, unit="draw", desc=f"smoothing ({stage})")
@@ -234,7 +238,9 @@ class Smoothed:
             if counts is None:
                 counts = torch.zeros(n_samples * c, device=dev, dtype=torch.long)
             flat = owner[:rows] * c + logits.argmax(1)
-            counts += torch.bincount(flat, minlength=n_samples * c)
+            # index_add_ rather than bincount: bincount on CUDA reads its maximum back to the host (a device
+            # synchronisation per batch, which leaves the GPU idle while the next batch's noise is queued)
+            counts.index_add_(0, flat, ones[:rows])
             bar.update(rows)
 
         with torch.no_grad(), clf.analysis_mode():
@@ -242,8 +248,8 @@ class Smoothed:
                 xi = x[i]
                 for b, start in enumerate(range(0, num, NOISE_BLOCK)):
                     m = min(NOISE_BLOCK, num - start)
-                    g = generator(int(seed), "smoothing", idx[i], stage, b, device=dev)
-                    noise = torch.randn((m, *shape), generator=g, device=dev, dtype=dt)
+                    g.manual_seed(stable_hash(int(seed), "smoothing", idx[i], stage, b))
+                    noise = torch.randn((m, *shape), generator=g, device=dev, dtype=dt, out=noise_buf[:m])
                     pos = 0
                     while pos < m:
                         take = min(m - pos, batch_size - fill)
