@@ -1,6 +1,7 @@
 """Speed of the geometry analyses as a multiple of their floor (issue 4, "Speed").
 
-    python benchmarks/geometry.py [--threads 2] [--repeats 3] [--skip-resnet] [--md benchmarks/results/geometry.md]
+    python benchmarks/geometry.py [--threads 2] [--repeats 3] [--skip-resnet] [--skip-resnet-dense]
+                                  [--md benchmarks/results/geometry.md]
 
 For each analysis the floor is the unavoidable model work, measured on the same machine in the same run:
 
@@ -9,8 +10,10 @@ For each analysis the floor is the unavoidable model work, measured on the same 
 - subspace margins (eq. 18): forward and backward passes the subspace attacks used x measured cost of one pass
   (when ``robustlens.geometry.subspaces`` is present).
 
-The measured multiple is wall time / floor (target <= 1.3x). Then the two headline figures: the top-20
-curvature eigenpairs of one CIFAR-10 test image on a ResNet-18 and a 201 x 201 cross-section around it.
+The measured multiple is wall time / floor (target <= 1.3x). Then the headline figures on one CIFAR-10 test image
+and a ResNet-18: a 201 x 201 cross-section with ``refine="adaptive"`` (floor: the points it evaluated / forward
+throughput; the dense grid's estimate beside it), the top-20 curvature eigenpairs and a dense cross-section
+(``--resnet-resolution``; ``--skip-resnet-dense`` leaves these two out).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from robustlens.classifier import Classifier
 from robustlens.data import CIFAR10_MEAN, CIFAR10_STD, load_dataset
 from robustlens.geometry._common import hvp_fn, orthonormalize
 from robustlens.geometry.curvature import hessian_eigenpairs
-from robustlens.geometry.sections import cross_section
+from robustlens.geometry.sections import cross_section, section_directions
 from robustlens.seeding import generator
 from robustlens.zoo import create_model
 
@@ -120,6 +123,45 @@ def bench_section(name: str, clf: Classifier, x: Tensor, res: int, repeats: int,
             "multiple": t / floor}
 
 
+def bench_section_adaptive(name: str, clf: Classifier, x: Tensor, res: int, batch: int,
+                           coarse: int = 8) -> dict[str, Any]:
+    """A ``res x res`` section with ``refine="adaptive"`` on the plane of the DeepFool normal and a random direction,
+    half-width three times the DeepFool distance (what ``cross_section`` does by default). The DeepFool run that
+    gives the direction is timed on its own; the row's seconds are the section itself (grid and the half-axis
+    distances). Floor = evaluated grid points / forward throughput at ``batch``; the dense estimate is
+    ``res^2`` points at the same throughput."""
+    from robustlens.attacks.deepfool import DeepFool
+
+    t0 = time.perf_counter()
+    df = DeepFool(norm=2)(clf, x[:1])
+    u, _ = section_directions(clf, x[:1], None, (df.perturbation[0], "random"), seed=0)
+    t_dir = time.perf_counter() - t0
+    extent = 3.0 * float(df.norm[0])
+    passes: dict[str, Any] = {}
+
+    def run() -> Any:
+        r = cross_section(clf, x[:1], None, u, extent=extent, resolution=res, batch_size=batch, progress=False,
+                          refine="adaptive", coarse=coarse)
+        passes["n"], passes["r"] = r.forward_passes, r
+        return r
+
+    t, _ = timed(run, 1, warmup=False)
+    r = passes["r"]
+    assert r.evaluated is not None
+    ev = int(r.evaluated.sum())
+    xb = x[:1].expand(batch, *x.shape[1:]).contiguous()
+    per_point = forward_seconds(clf, xb, 2) / batch
+    floor = ev * per_point
+    classes = int(r.labels.unique().numel())
+    return {"analysis": f"cross-section {res}x{res} adaptive (coarse step {coarse}), {name}", "seconds": t,
+            "floor": floor,
+            "floor_detail": f"{ev} of {res * res} points evaluated ({ev / (res * res):.1%}; {classes} classes on the "
+                            f"plane) / {1 / per_point:.0f} points/s (batch {batch}); {passes['n'] - ev} extra passes "
+                            f"for the axis distances; DeepFool direction {t_dir:.1f} s more; dense estimate "
+                            f"{res * res * per_point:.0f} s",
+            "multiple": t / floor}
+
+
 def bench_subspaces(name: str, clf: Classifier, x: Tensor, repeats: int) -> dict[str, Any] | None:
     """DCT-subspace margins (eq. 18) on the model's predictions; floor = DeepFool steps x measured cost of one
     DeepFool step (one forward and the ``C - 1`` batched logit-difference gradients, ``logit_jacobian``) per sample.
@@ -169,6 +211,10 @@ def main() -> None:
     ap.add_argument("--skip-resnet", action="store_true")
     ap.add_argument("--skip-mnist", action="store_true")
     ap.add_argument("--resnet-resolution", type=int, default=201, help="grid points per axis of the ResNet section")
+    ap.add_argument("--skip-resnet-dense", action="store_true",
+                    help="skip the ResNet curvature and dense-section rows (keep the adaptive section)")
+    ap.add_argument("--adaptive-resolution", type=int, default=201,
+                    help="grid points per axis of the adaptive ResNet section (0 to skip it)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--cifar-root", default=str(SHARED / "cifar10"))
     ap.add_argument("--md", default=None, help="write the table to this markdown file")
@@ -188,8 +234,15 @@ def main() -> None:
               f"x{r['multiple']:.2f}", flush=True)
     if not args.skip_resnet:
         rclf, rx, ry = resnet_model(args.device, Path(args.cifar_root))
-        for r in (bench_curvature("ResNet-18 CIFAR-10", rclf, rx, ry, 20, 1, tol=1e-3, warmup=False),
-                  bench_section("ResNet-18 CIFAR-10", rclf, rx, args.resnet_resolution, 1, 256, warmup=False)):
+        todo: list[Callable[[], dict[str, Any]]] = []
+        if args.adaptive_resolution:
+            todo.append(lambda: bench_section_adaptive("ResNet-18 CIFAR-10", rclf, rx, args.adaptive_resolution, 256))
+        if not args.skip_resnet_dense:
+            todo.append(lambda: bench_curvature("ResNet-18 CIFAR-10", rclf, rx, ry, 20, 1, tol=1e-3, warmup=False))
+            todo.append(lambda: bench_section("ResNet-18 CIFAR-10", rclf, rx, args.resnet_resolution, 1, 256,
+                                              warmup=False))
+        for job in todo:
+            r = job()
             rows.append(r)
             print(f"{r['analysis']}: {r['seconds']:.3f}s, floor {r['floor']:.3f}s ({r['floor_detail']}), "
                   f"x{r['multiple']:.2f}", flush=True)

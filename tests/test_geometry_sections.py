@@ -130,3 +130,76 @@ def test_one_image_without_batch_dimension_on_a_fresh_classifier() -> None:
     a = cross_section(Classifier(net), x[1], directions=("random", "random"), resolution=5, progress=False)
     b = cross_section(Classifier(net), x[1:2], directions=("random", "random"), resolution=5, progress=False)
     assert torch.equal(a.labels, b.labels) and a.labels.shape == (5, 5)
+
+
+@pytest.mark.parametrize("c", [2, 5])
+def test_adaptive_section_equals_dense_labels_on_affine_model(c: int) -> None:
+    """Affine regions are convex, so every cell a boundary crosses has disagreeing corners: the quadtree finds all."""
+    _, clf, x = _setup(c)
+    for res in (41, 101, (37, 23)):
+        kw = dict(directions=("adversarial", "random"), resolution=res, extent=4.0, progress=False)
+        dense = cross_section(clf, x, **kw)
+        adapt = cross_section(clf, x, refine="adaptive", **kw)
+        assert dense.evaluated is None and dense.evaluated_fraction == 1.0
+        assert torch.equal(adapt.labels, dense.labels)
+        ev = adapt.evaluated
+        assert ev is not None and ev.shape == dense.labels.shape and ev.dtype == torch.bool
+        assert bool(ev[0, 0] and ev[-1, -1] and ev[::8, ::8].all())  # the coarse sub-grid
+        assert adapt.evaluated_fraction < 0.25
+        assert torch.allclose(adapt.margins[ev], dense.margins[ev], atol=1e-12)
+        # filled margins are bilinear between a cell's corners: exact for two classes (one linear logit difference)
+        assert bool(((adapt.margins > 0) == (adapt.labels == adapt.clean_label)).all())
+        if c == 2:
+            assert torch.allclose(adapt.margins, dense.margins, atol=1e-9)
+        for k, v in dense.axis_distance.items():
+            assert adapt.axis_distance[k] == pytest.approx(v, rel=1e-3)
+        assert adapt.forward_passes < 0.3 * dense.forward_passes
+
+
+def _trained_cnn() -> Classifier:
+    from models import TinyCNN
+
+    from robustlens.data import load_dataset
+
+    data = load_dataset("mnist-embedded", "train")
+    x, y = data.x[:2000], data.y[:2000]
+    net = TinyCNN(num_classes=10, seed=0)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        perm = torch.randperm(x.shape[0], generator=g)
+        for i in range(0, x.shape[0], 50):
+            b = perm[i:i + 50]
+            loss = torch.nn.functional.cross_entropy(net(x[b]), y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    return Classifier(net, bounds=(0.0, 1.0))
+
+
+def test_adaptive_section_agrees_with_dense_on_a_trained_cnn() -> None:
+    from robustlens.data import load_dataset
+
+    clf = _trained_cnn()
+    x = load_dataset("mnist-embedded", "test").x
+    cases = [(x[2], ("gradient", "random"), 40.0), (x[0], ("adversarial", "random"), 10.0)]
+    agree, evaluated, classes = [], [], []
+    for xi, dirs, ext in cases:
+        kw = dict(directions=dirs, resolution=81, extent=ext, batch_size=1024, progress=False)
+        dense = cross_section(clf, xi, **kw)
+        adapt = cross_section(clf, xi, refine="adaptive", **kw)
+        agree.append(float((dense.labels == adapt.labels).double().mean()))
+        evaluated.append(adapt.evaluated_fraction)
+        classes.append(int(dense.labels.unique().numel()))
+    assert max(classes) >= 3  # the planes cross several decision regions
+    assert min(agree) >= 0.995, agree
+    assert max(evaluated) < 0.2, evaluated
+
+
+def test_adaptive_section_options_are_checked() -> None:
+    _, clf, x = _setup(3)
+    with pytest.raises(ConfigError, match="refine"):
+        cross_section(clf, x, directions=("random", "random"), refine="sparse", progress=False)
+    with pytest.raises(ConfigError, match="power of two"):
+        cross_section(clf, x, directions=("random", "random"), refine="adaptive", coarse=6, progress=False)

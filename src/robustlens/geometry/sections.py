@@ -50,6 +50,10 @@ class SectionResult(Result):
         clean_label: the clean decision ``c``; label: the label of the loss.
         direction_names: how ``u1`` and ``u2`` were chosen.
         forward_passes: model evaluations used.
+        evaluated: ``None`` when every grid point was evaluated (``refine="dense"``); with ``refine="adaptive"`` a
+            boolean ``(len(alphas2), len(alphas1))`` mask of the points the model was run on. The other points were
+            filled from the corners of a grid cell whose evaluated points all share one label: that label, and
+            margins and loss interpolated bilinearly from the cell's corners.
     """
 
     alphas1: Tensor
@@ -63,6 +67,12 @@ class SectionResult(Result):
     label: int
     direction_names: list[str] = field(default_factory=list)
     forward_passes: int = 0
+    evaluated: Tensor | None = None
+
+    @property
+    def evaluated_fraction(self) -> float:
+        """Fraction of the grid points the model was run on (1.0 for a dense section)."""
+        return 1.0 if self.evaluated is None else float(self.evaluated.double().mean())
 
 
 def _direction(
@@ -124,9 +134,17 @@ def section_directions(
     ``"gradient"`` (the loss gradient), ``"curvature"`` (the next top eigenvector of the input Hessian of the loss)
     or a tensor; the second is orthogonalised against the first (Gram-Schmidt), the first keeps its direction.
     """
+    xb, yb = single(clf, x, y)
+    u, names, _ = _directions(clf, xb, yb, directions, loss, seed)
+    return u, names
+
+
+def _directions(
+    clf: Classifier, xb: Tensor, yb: Tensor, directions: Sequence[DirectionSpec], loss: LossSpec, seed: int
+) -> tuple[Tensor, list[str], dict[str, Any]]:
+    """:func:`section_directions` on a checked input; also returns the cache (the DeepFool perturbation)."""
     if len(directions) != 2:
         raise ConfigError(f"a cross-section needs exactly two directions, got {len(directions)}")
-    xb, yb = single(clf, x, y)
     cache: dict[str, Any] = {}
     vecs, names = [], []
     for slot, spec in enumerate(directions):
@@ -134,7 +152,7 @@ def section_directions(
         vecs.append(v)
         names.append(name)
     u = orthonormalize(torch.stack(vecs))
-    return u.view(2, *xb.shape[1:]), names
+    return u.view(2, *xb.shape[1:]), names, cache
 
 
 def cross_section(
@@ -149,6 +167,8 @@ def cross_section(
     seed: int = 0,
     batch_size: int | None = None,
     progress: bool = True,
+    refine: str = "dense",
+    coarse: int = 8,
 ) -> SectionResult:
     """Evaluate the classifier on the plane ``x + a1 u1 + a2 u2`` (paper eq. 6, Fig. 3; loss section Fig. 4b).
 
@@ -164,12 +184,24 @@ def cross_section(
         loss: the loss of the landscape section (``"ce"``, ``"margin"`` or a callable).
         seed: seed of the random directions.
         batch_size: points per forward pass (default ``clf.batch_size``).
+        refine: ``"dense"`` (default) runs the model on every grid point. ``"adaptive"`` runs it on the coarse
+            sub-grid of every ``coarse``-th point (plus the last row and column), then subdivides only the cells
+            whose evaluated points disagree on the label (a quadtree: each such cell is cut in four and its new
+            corners are evaluated, all cells of one level in one batched call) down to neighbouring grid points.
+            A cell whose evaluated points all agree is filled with that label, and its margins and loss are
+            interpolated bilinearly from its corners; ``result.evaluated`` marks the points actually evaluated.
+            Caveat: a decision region smaller than a coarse cell that touches none of the evaluated points (e.g.
+            a small island strictly inside a cell) is missed, so keep ``coarse`` below the smallest feature you
+            need to see. The half-axis distances are then scanned at the coarse step (bisection as before).
+        coarse: the coarse step of ``refine="adaptive"`` in grid points (a power of two; 8 by default, so a
+            201 x 201 grid starts from 26 x 26 points).
 
     The grid is built chunk by chunk, so a 201 x 201 section of a CIFAR-10 model never holds more than one
     chunk of images in memory. The distances along the four half-axes are refined by bisection.
     """
     xb, yb = single(clf, x, y)
     start = clf.counter.forward
+    cache: dict[str, Any]
     if isinstance(directions, Tensor):
         if directions.shape[0] != 2 or directions[0].numel() != xb[0].numel():
             raise ConfigError(f"directions must have shape (2, *{tuple(xb.shape[1:])}), got {tuple(directions.shape)}")
@@ -178,18 +210,23 @@ def cross_section(
         if not torch.allclose(gram, torch.eye(2, dtype=u.dtype, device=u.device), atol=1e-4):
             raise ConfigError("the given directions must be orthonormal; pass specs to orthonormalise them")
         names = ["user", "user"]
+        cache = {}
     else:
-        uu, names = section_directions(clf, xb, yb, directions, loss=loss, seed=seed)
+        uu, names, cache = _directions(clf, xb, yb, directions, loss, seed)
         u = uu.reshape(2, -1)
     d = u.shape[1]
     r1, r2 = (resolution, resolution) if isinstance(resolution, int) else resolution
     if r1 < 2 or r2 < 2:
         raise ConfigError(f"resolution must be at least 2 points per axis, got {resolution}")
+    if refine not in ("dense", "adaptive"):
+        raise ConfigError(f"refine must be 'dense' or 'adaptive', got {refine!r}")
+    if refine == "adaptive" and (int(coarse) != coarse or coarse < 2 or int(coarse) & (int(coarse) - 1)):
+        raise ConfigError(f"coarse must be a power of two >= 2, got {coarse}")
     clean = clf.predict(xb, validate=False)
     c = int(clean[0])
     if extent is None:
-        if "adversarial" in names:
-            e = 3.0 * float(_deepfool_norm(clf, xb, yb))
+        if "adversarial" in cache:  # the DeepFool run that gave the direction gives the distance too
+            e = 3.0 * float(cache["adversarial"].norm())
         else:
             lo, hi = clf.bounds
             e = 0.25 * (hi - lo) * math.sqrt(d) if math.isfinite(hi - lo) else 1.0
@@ -205,24 +242,35 @@ def cross_section(
     lss = torch.empty(n, dtype=xb.dtype, device=xb.device)
     xf = xb.reshape(1, d)
     lfn = resolve_loss(loss)
-    grid_idx = torch.arange(n, device=xb.device)
 
-    def make(s: slice) -> Tensor:
-        ij = grid_idx[s]
-        coef = torch.stack([a1[ij % r1], a2[ij // r1]], 1)
-        return (xf + coef @ u).view(-1, *xb.shape[1:])
+    def evaluate(idx: Tensor, desc: str) -> None:
+        """Run the model on the flat grid indices ``idx`` (row-major, ``r2 x r1``) and store the results."""
 
-    def red(z: Tensor, s: slice) -> None:
-        k = z.shape[0]
-        lab[s] = z.argmax(1)
-        mar[s] = margins(z, clean.expand(k))
-        lss[s] = lfn(z, yb.expand(k))
+        def make(s: slice) -> Tensor:
+            ij = idx[s]
+            coef = torch.stack([a1[ij % r1], a2[ij // r1]], 1)
+            return (xf + coef @ u).view(-1, *xb.shape[1:])
 
-    evaluate_points(clf, make, n, red, batch_size=batch_size, progress=progress, desc="cross-section")
+        def red(z: Tensor, s: slice) -> None:
+            k, ij = z.shape[0], idx[s]
+            lab[ij] = z.argmax(1)
+            mar[ij] = margins(z, clean.expand(k))
+            lss[ij] = lfn(z, yb.expand(k))
+
+        evaluate_points(clf, make, idx.shape[0], red, batch_size=batch_size, progress=progress, desc=desc)
+
+    evaluated: Tensor | None = None
+    if refine == "dense":
+        evaluate(torch.arange(n, device=xb.device), "cross-section")
+        n_scan = max(r1, r2)
+    else:
+        mask = _adaptive_fill(evaluate, lab, mar, lss, r1, r2, int(coarse), xb.device)
+        evaluated = torch.from_numpy(mask)
+        n_scan = max(2, math.ceil(max(r1, r2) / int(coarse)))
     rays = torch.stack([u[0], -u[0], u[1], -u[1]]).view(1, 4, *xb.shape[1:])
     dist, _ = ray_boundary_distance(
         clf, xb, clean, rays, torch.tensor([e1, e1, e2, e2], dtype=xb.dtype, device=xb.device).max(),
-        geometric=False, n_grid=max(r1, r2), batch_size=batch_size,
+        geometric=False, n_grid=n_scan, batch_size=batch_size,
     )
     lim = [e1, e1, e2, e2]
     axis = {
@@ -241,14 +289,105 @@ def cross_section(
         label=int(yb[0]),
         direction_names=names,
         forward_passes=clf.counter.forward - start,
+        evaluated=evaluated,
     )
 
 
-def _deepfool_norm(clf: Classifier, x: Tensor, y: Tensor) -> Tensor:
-    from ..attacks.deepfool import DeepFool
+def _rect_sums(prefix: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Sums over the closed index rectangles ``cells[:, 0]..cells[:, 1]`` (rows) x ``cells[:, 2]..cells[:, 3]``
+    (columns) from a zero-padded 2-D prefix sum."""
+    i0, i1, j0, j1 = cells.T
+    return prefix[i1 + 1, j1 + 1] - prefix[i0, j1 + 1] - prefix[i1 + 1, j0] + prefix[i0, j0]
 
-    res = DeepFool(norm=2)(clf, x, y)
-    return res.norm[0] if bool(res.success[0]) else torch.tensor(1.0)
+
+def _split(cells: np.ndarray) -> np.ndarray:
+    """Cut each cell at its midpoints into four (two along an axis only one grid step long)."""
+    i0, i1, j0, j1 = cells.T
+    si, sj = (i1 - i0) >= 2, (j1 - j0) >= 2
+    im = np.where(si, (i0 + i1) // 2, i1)
+    jm = np.where(sj, (j0 + j1) // 2, j1)
+    parts = [
+        np.stack([i0, im, j0, jm], 1),
+        np.stack([im, i1, j0, jm], 1)[si],
+        np.stack([i0, im, jm, j1], 1)[sj],
+        np.stack([im, i1, jm, j1], 1)[si & sj],
+    ]
+    return np.concatenate(parts)
+
+
+def _adaptive_fill(
+    evaluate: Any, lab: Tensor, mar: Tensor, lss: Tensor, r1: int, r2: int, step: int, device: torch.device
+) -> np.ndarray:
+    """The quadtree of ``refine="adaptive"`` (see :func:`cross_section`); returns the ``(r2, r1)`` evaluated mask.
+
+    ``evaluate(flat_indices, desc)`` runs the model on grid points and writes ``lab``, ``mar`` and ``lss`` (flat,
+    row-major). A cell is uniform when all evaluated points of its closed rectangle share one label (checked
+    exactly from prefix sums of the labels and their squares); a uniform cell that a neighbour's refinement later
+    contradicts on their common edge is reopened.
+    """
+    done = np.zeros((r2, r1), dtype=bool)
+    labels = np.zeros((r2, r1), dtype=np.int64)
+
+    def run(points: np.ndarray, desc: str) -> None:
+        flat = np.unique(points[:, 0] * r1 + points[:, 1])
+        flat = flat[~done.reshape(-1)[flat]]
+        if flat.size == 0:
+            return
+        idx = torch.from_numpy(flat).to(device)
+        evaluate(idx, desc)
+        done.reshape(-1)[flat] = True
+        labels.reshape(-1)[flat] = lab[idx].cpu().numpy()
+
+    def uniform(cells: np.ndarray) -> np.ndarray:
+        pre = np.zeros((3, r2 + 1, r1 + 1), dtype=np.int64)
+        lv = np.where(done, labels + 1, 0)
+        pre[0, 1:, 1:] = done.cumsum(0).cumsum(1)
+        pre[1, 1:, 1:] = lv.cumsum(0).cumsum(1)
+        pre[2, 1:, 1:] = (lv * lv).cumsum(0).cumsum(1)
+        cnt, s1, s2 = (_rect_sums(p, cells) for p in pre)
+        return cnt * s2 == s1 * s1  # all evaluated labels equal (zero variance)
+
+    rows = np.unique(np.r_[np.arange(0, r2, step), r2 - 1])
+    cols = np.unique(np.r_[np.arange(0, r1, step), r1 - 1])
+    gi, gj = np.meshgrid(rows, cols, indexing="ij")
+    run(np.stack([gi.ravel(), gj.ravel()], 1), "cross-section (coarse)")
+    ci, cj = np.meshgrid(np.arange(rows.size - 1), np.arange(cols.size - 1), indexing="ij")
+    todo = np.stack([rows[ci.ravel()], rows[ci.ravel() + 1], cols[cj.ravel()], cols[cj.ravel() + 1]], 1)
+    leaves = np.zeros((0, 4), dtype=np.int64)
+    level = 0
+    while todo.shape[0]:
+        keep = uniform(todo)
+        leaves = np.concatenate([leaves, todo[keep]])
+        split = todo[~keep]
+        split = split[((split[:, 1] - split[:, 0]) >= 2) | ((split[:, 3] - split[:, 2]) >= 2)]
+        if split.shape[0] == 0:
+            break
+        todo = _split(split)
+        level += 1
+        corners = np.concatenate([todo[:, [0, 2]], todo[:, [0, 3]], todo[:, [1, 2]], todo[:, [1, 3]]])
+        run(corners, f"cross-section (level {level})")
+        ok = uniform(leaves)  # new points on a leaf's edge may contradict it: reopen it
+        todo = np.concatenate([todo, leaves[~ok]])
+        leaves = leaves[ok]
+    # fill every point that was not evaluated from the smallest uniform cell that contains it
+    lab2, mar2, lss2 = lab.view(r2, r1), mar.view(r2, r1), lss.view(r2, r1)
+    todo_mask = torch.from_numpy(~done).to(device)
+    area = (leaves[:, 1] - leaves[:, 0]) * (leaves[:, 3] - leaves[:, 2])
+    for i0, i1, j0, j1 in leaves[np.argsort(-area, kind="stable")].tolist():
+        if i1 - i0 < 2 and j1 - j0 < 2:
+            continue  # no grid point inside or on an edge that is not a corner
+        m = todo_mask[i0:i1 + 1, j0:j1 + 1]
+        if not bool(m.any()):
+            continue
+        ti = torch.linspace(0.0, 1.0, i1 - i0 + 1, dtype=mar.dtype, device=device)[:, None]
+        tj = torch.linspace(0.0, 1.0, j1 - j0 + 1, dtype=mar.dtype, device=device)[None, :]
+        for t in (mar2, lss2):
+            c00, c01, c10, c11 = t[i0, j0], t[i0, j1], t[i1, j0], t[i1, j1]
+            bil = (1 - ti) * ((1 - tj) * c00 + tj * c01) + ti * ((1 - tj) * c10 + tj * c11)
+            blk = t[i0:i1 + 1, j0:j1 + 1]
+            blk[m] = bil[m]
+        lab2[i0:i1 + 1, j0:j1 + 1][m] = lab2[i0, j0]
+    return done
 
 
 def plot_section(result: SectionResult, ax: Any = None, *, kind: str = "decision", cmap: str = "tab10") -> Any:
