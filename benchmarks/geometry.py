@@ -7,8 +7,8 @@ For each analysis the floor is the unavoidable model work, measured on the same 
 
 - curvature spectrum (eq. 16): Hessian-vector products used x measured time of one batched HVP (per vector);
 - cross-section (eq. 6): grid points / measured no-grad forward throughput at the same batch size;
-- subspace margins (eq. 18): forward and backward passes the subspace attacks used x measured cost of one pass
-  (when ``robustlens.geometry.subspaces`` is present).
+- subspace margins (eq. 18): DeepFool steps the subspace attacks took x measured cost of one step, plus one
+  forward pass per clean input and per final point (when ``robustlens.geometry.subspaces`` is present).
 
 The measured multiple is wall time / floor (target <= 1.3x). Then the headline figures on one CIFAR-10 test image
 and a ResNet-18: a 201 x 201 cross-section with ``refine="adaptive"`` (floor: the points it evaluated / forward
@@ -164,8 +164,10 @@ def bench_section_adaptive(name: str, clf: Classifier, x: Tensor, res: int, batc
 
 def bench_subspaces(name: str, clf: Classifier, x: Tensor, repeats: int) -> dict[str, Any] | None:
     """DCT-subspace margins (eq. 18) on the model's predictions; floor = DeepFool steps x measured cost of one
-    DeepFool step (one forward and the ``C - 1`` batched logit-difference gradients, ``logit_jacobian``) per sample.
-    The steps are the backward sample-passes the subspace attacks used (``result.queries``) over ``C - 1``."""
+    DeepFool step (one forward and the ``C - 1`` batched logit-difference gradients, ``logit_jacobian``) per sample,
+    plus the forward passes every run needs besides its steps: one on each clean input and one at each final point
+    (``N + N x subspaces``), at the measured no-grad forward cost. The steps are the backward sample-passes the
+    subspace attacks used (``result.queries``) over ``C - 1``."""
     try:
         from robustlens.geometry.subspaces import diagonal_dct_subspaces, subspace_margins
     except ImportError:
@@ -184,9 +186,12 @@ def bench_subspaces(name: str, clf: Classifier, x: Tensor, repeats: int) -> dict
     with clf.analysis_mode():
         per_step, _ = timed(lambda: logit_jacobian(clf, x, w), max(3, repeats))
     per_step /= x.shape[0]
-    floor = steps * per_step
+    per_fwd = forward_seconds(clf, x, max(3, repeats)) / x.shape[0]
+    checks = x.shape[0] * (1 + len(subs))
+    floor = steps * per_step + checks * per_fwd
     return {"analysis": f"DCT margins, {len(subs)} subspaces x {x.shape[0]} inputs, {name}", "seconds": t,
-            "floor": floor, "floor_detail": f"{steps:.0f} DeepFool sample-steps x {per_step * 1e3:.2f} ms",
+            "floor": floor, "floor_detail": f"{steps:.0f} DeepFool sample-steps x {per_step * 1e3:.2f} ms + "
+                                            f"{checks} forward passes x {per_fwd * 1e3:.2f} ms",
             "multiple": t / floor}
 
 

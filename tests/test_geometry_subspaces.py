@@ -77,6 +77,21 @@ def test_full_diagonal_dct_subspaces_cover_the_diagonal_blocks() -> None:
     assert float((subs[-1].basis.double().T @ const).abs().max()) < 1e-10
 
 
+@pytest.mark.parametrize("channels", [None, [1], [0, 2]])
+def test_separable_dct_projector_equals_the_dense_basis_product(channels) -> None:
+    """The margins project with P_H X P_W per channel instead of B B^T: the same operator, without the D x k basis."""
+    for shape in [(3, 8, 8), (3, 6, 10)]:
+        subs = diagonal_dct_subspaces(shape, block=4, stride=2, channels=channels, dtype=torch.float64)
+        x = torch.randn(5, int(np.prod(shape)), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        for s in subs:
+            assert s.dct is not None and s.dct.shape == shape
+            proj = s.projector(dtype=torch.float64)
+            b = s.basis
+            assert torch.allclose(proj(x), (x @ b) @ b.T, atol=1e-12)
+            assert torch.allclose(proj(proj(x)), proj(x), atol=1e-12)
+    assert pixel_block_subspaces(SHAPE, block=3)[0].projector() is None
+
+
 def test_pixel_and_random_subspaces_are_orthonormal_and_seeded() -> None:
     px = pixel_block_subspaces(SHAPE, block=3)
     assert len(px) == 4 and px[0].dim == 18

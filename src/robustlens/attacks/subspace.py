@@ -16,6 +16,7 @@ returned perturbation lies in ``S`` whatever the attack's steps were (sign steps
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -48,26 +49,40 @@ def check_basis(basis: Tensor, dim: int | None = None, tol: float = 1e-4) -> Ten
     return basis
 
 
+Projector = Callable[[Tensor], Tensor]
+"""``(N, D) -> (N, D)``: the orthogonal projection ``B B^T`` applied to flattened samples (any structured form of it,
+e.g. a separable transform, that equals the dense product)."""
+
+
 class SubspaceClassifier(Classifier):
     """The classifier seen through the subspace ``span(basis)``: same logits, input gradients projected onto it.
 
-    Shares the model, bounds, normalisation and pass counter of ``clf``.
+    Shares the model, bounds, normalisation and pass counter of ``clf``. ``projector`` replaces the dense product
+    ``B B^T r`` by an equal but cheaper operator (e.g. a separable DCT for a block of frequencies); it must be the
+    orthogonal projection onto ``span(basis)``.
     """
 
-    def __init__(self, clf: Classifier, basis: Tensor) -> None:  # noqa: D107 - documented on the class
+    def __init__(  # noqa: D107 - documented on the class
+        self, clf: Classifier, basis: Tensor, projector: Projector | None = None
+    ) -> None:
         self.__dict__.update(copy.copy(clf.__dict__))
         self.basis = basis.to(clf.device, clf.dtype)
+        self._projector = projector
+
+    def _project_flat(self, flat: Tensor) -> Tensor:
+        if self._projector is not None:
+            return self._projector(flat)
+        return (flat @ self.basis) @ self.basis.T
 
     def project(self, r: Tensor) -> Tensor:
         """The orthogonal projection ``B B^T r`` of each sample of ``r`` onto the subspace."""
-        flat = r.flatten(1)
-        return ((flat @ self.basis) @ self.basis.T).view_as(r)
+        return self._project_flat(r.flatten(1)).view_as(r)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits of ``x``; gradients flow only through the component of ``x`` inside the subspace."""
         if x.requires_grad:
             flat = x.flatten(1)
-            inside = (flat @ self.basis) @ self.basis.T
+            inside = self._project_flat(flat)
             x = (flat.detach() - inside.detach() + inside).view_as(x)
         return super().forward(x)
 
@@ -82,13 +97,17 @@ class SubspaceAttack(Attack):
             attack built with ``clip=False``: clipping to the bounds moves pixels outside the subspace.
         basis: ``D x k`` tensor with orthonormal columns (``D`` = values per input, flattened C, H, W).
         clip: clip the returned examples to the bounds (may leave the subspace); default ``False`` as in eq. (18).
+        projector: optional structured form of the projection ``B B^T`` (see :class:`SubspaceClassifier`), e.g.
+            ``Subspace.projector`` of a DCT block from :mod:`robustlens.geometry.subspaces`.
 
     Example:
         >>> res = SubspaceAttack(DeepFool(norm=2, clip=False), basis)(clf, x, y)
         >>> res.norm  # distance to the boundary inside span(basis)
     """
 
-    def __init__(self, attack: Attack, basis: Tensor, *, clip: bool = False) -> None:
+    def __init__(
+        self, attack: Attack, basis: Tensor, *, clip: bool = False, projector: Projector | None = None
+    ) -> None:
         if not isinstance(attack, Attack):
             raise ConfigError(f"attack must be a robustlens Attack, got {type(attack).__name__}")
         if attack.gradient_free:
@@ -98,6 +117,7 @@ class SubspaceAttack(Attack):
         self._basis = check_basis(basis)
         self.name = f"{attack.name}_subspace"  # type: ignore[misc]
         self.dim = int(basis.shape[1])
+        self._projector = projector
 
     def _eps(self) -> float | None:
         return self.attack._eps()
@@ -107,11 +127,16 @@ class SubspaceAttack(Attack):
         inner = {f"attack.{k}": v for k, v in self.attack.settings.items()}
         return {"attack": self.attack.name, "dim": self.dim, "clip": self.clip, **inner}
 
+    def classifier(self, clf: Classifier, dim: int) -> SubspaceClassifier:
+        """``clf`` seen through the subspace, for inputs of ``dim`` values per sample."""
+        if self._basis.shape[0] != dim:  # orthonormality was checked when the attack was built
+            check_basis(self._basis, dim)
+        return SubspaceClassifier(clf, self._basis, self._projector)
+
     def run(self, clf: Classifier, x: Tensor, criterion: Criterion, rng: SampleRNG) -> Tensor:
-        check_basis(self._basis, x[0].numel())
-        sub = SubspaceClassifier(clf, self._basis)
+        sub = self.classifier(clf, x[0].numel())
         adv = self.attack.run(sub, x, criterion, rng)
         return x + sub.project(adv - x)
 
 
-__all__ = ["SubspaceAttack", "SubspaceClassifier", "check_basis"]
+__all__ = ["Projector", "SubspaceAttack", "SubspaceClassifier", "check_basis"]
