@@ -246,3 +246,54 @@ def test_make_objective_and_errors() -> None:
         GaussianAugmentation(0.0)
     with pytest.raises(ConfigError, match="steps"):
         PGDAT(0.1, steps=0)
+
+
+def test_gradalign_steps_from_its_clean_gradient_in_three_forward_passes() -> None:
+    """In train mode FGSM's gradient is the regulariser's clean gradient: the loss takes it once (3 forward passes:
+    x, the FGSM point, the noisy point) and its FGSM point equals the attack's (``perturb``)."""
+    m, (x, y) = tiny(), batch()
+    obj = GradAlign(0.1, lam=0.7)
+    ctx = ctx_for(m)
+    calls = []
+    h = m.register_forward_hook(lambda mod, i, o: calls.append(i[0].detach().clone()))
+    loss, _ = obj.loss(m, x, y, step_ctx=ctx)
+    h.remove()
+    assert len(calls) == 3
+    assert torch.equal(calls[1], obj.perturb(m, x, y, ctx))
+    # an eval-mode attack classifier takes the attack's own pass, with the same result on a model without BN/dropout
+    ctx_eval = StepContext(epoch=2, step=5, indices=ctx.indices, seed=ctx.seed,
+                           clf=Classifier(m, eval_mode=True, check_bounds=False))
+    loss_eval, _ = obj.loss(m, x, y, step_ctx=ctx_eval)
+    assert_same(loss, loss_eval, m)
+
+
+def test_gradalign_detach_clean_differentiates_only_the_noisy_gradient() -> None:
+    m, (x, y) = tiny(), batch()
+    obj = GradAlign(0.1, lam=0.7, detach_clean=True)
+    ctx = ctx_for(m)
+    loss, stats = obj.loss(m, x, y, step_ctx=ctx)
+    g1 = input_grad(m, x, y)
+    adv = (x + 0.1 * g1.sign()).clamp(0, 1)
+    u = torch.rand(x.shape, generator=ctx.generator("gradalign"), dtype=x.dtype)
+    g2 = input_grad(m, (x + (2 * u - 1) * 0.1).clamp(0, 1), y, create_graph=True)
+    cos = (g1 * g2).sum(1) / (g1.norm(dim=1) * g2.norm(dim=1))
+    assert_same(loss, F.cross_entropy(m(adv), y) + 0.7 * (1 - cos).mean(), m)
+    assert float(stats["grad_cosine"]) == pytest.approx(float(cos.mean()))
+    loss, _ = obj.loss(m, x, y, step_ctx=ctx)
+    both, _ = GradAlign(0.1, lam=0.7).loss(m, x, y, step_ctx=ctx)
+    assert float(both) == pytest.approx(float(loss))  # the same value, a different weight gradient
+    assert not all(torch.allclose(a, b) for a, b in zip(grads(loss, m), grads(both, m), strict=True))
+
+
+def test_trades_shares_the_clean_forward_with_its_attack() -> None:
+    """In train mode the loss's clean logits give the attack its clean probabilities: steps + 2 forward passes, and
+    the same KL-maximising point as ``perturb`` with its own clean pass."""
+    m, (x, y) = tiny(), batch()
+    obj = TRADES(0.1, beta=3.0, steps=3)
+    ctx = ctx_for(m)
+    calls = []
+    h = m.register_forward_hook(lambda mod, i, o: calls.append(i[0].detach().clone()))
+    obj.loss(m, x, y, step_ctx=ctx)
+    h.remove()
+    assert len(calls) == 3 + 2
+    assert torch.equal(calls[-1], obj.perturb(m, x, y, ctx))

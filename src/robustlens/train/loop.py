@@ -629,8 +629,11 @@ class Trainer:
         info = self.dist
         model = self.ddp_model
         model.train()
-        sums: dict[str, float] = {}
+        # statistics are summed as float64 tensors on the device (the same arithmetic as Python floats) and read
+        # back once per epoch: a float() per statistic and step would synchronise with the GPU every step
+        sums: dict[str, Any] = {}
         n_seen = 0
+        n_steps = 0
         t0 = time.perf_counter()
         bar = None
         it: Any = loader
@@ -665,20 +668,24 @@ class Trainer:
             self.step += 1
             b = x.shape[0]
             n_seen += b
+            n_steps += 1
             stats = {"loss": loss.detach(), **stats}
             for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + _to_float(v) * b
-            if bar is not None:
-                bar.set_postfix(loss=f"{sums['loss'] / n_seen:.3f}")
+                on_device = isinstance(v, Tensor) and v.device.type in ("cpu", "cuda")  # float64 there
+                term = v.detach().to(torch.float64) * b if on_device else _to_float(v) * b
+                sums[k] = sums.get(k, 0.0) + term
+            if bar is not None and n_steps % 10 == 1:
+                bar.set_postfix(loss=f"{_to_float(sums['loss']) / n_seen:.3f}")
             for cb in self.callbacks:
                 hook = getattr(cb, "on_batch_end", None)
                 if callable(hook):
                     hook(self, ctx, stats)
         if bar is not None:
             bar.close()
-        elapsed = time.perf_counter() - t0
         keys = sorted(sums)
-        packed = torch.tensor([sums[k] for k in keys] + [float(n_seen)], dtype=torch.float64)
+        values = [_to_float(sums[k]) for k in keys]  # waits for the device's queued work: then the time is right
+        elapsed = time.perf_counter() - t0
+        packed = torch.tensor(values + [float(n_seen)], dtype=torch.float64)
         packed = ddp.all_reduce_sum(packed, info)
         total = float(packed[-1])
         train = {k: float(packed[i]) / max(total, 1.0) for i, k in enumerate(keys)}
