@@ -192,7 +192,8 @@ def cross_section(
             interpolated bilinearly from its corners; ``result.evaluated`` marks the points actually evaluated.
             Caveat: a decision region smaller than a coarse cell that touches none of the evaluated points (e.g.
             a small island strictly inside a cell) is missed, so keep ``coarse`` below the smallest feature you
-            need to see. The half-axis distances are then scanned at the coarse step (bisection as before).
+            need to see. The half-axis distances are then scanned at the coarse step, all four rays in one
+            batched call, and each bracket is cut into 16 parts per call down to 1e-4 relative width.
         coarse: the coarse step of ``refine="adaptive"`` in grid points (a power of two; 8 by default, so a
             201 x 201 grid starts from 26 x 26 points).
 
@@ -260,18 +261,19 @@ def cross_section(
         evaluate_points(clf, make, idx.shape[0], red, batch_size=batch_size, progress=progress, desc=desc)
 
     evaluated: Tensor | None = None
+    rays = torch.stack([u[0], -u[0], u[1], -u[1]])
     if refine == "dense":
         evaluate(torch.arange(n, device=xb.device), "cross-section")
-        n_scan = max(r1, r2)
+        dist, _ = ray_boundary_distance(
+            clf, xb, clean, rays.view(1, 4, *xb.shape[1:]),
+            torch.tensor([e1, e1, e2, e2], dtype=xb.dtype, device=xb.device).max(),
+            geometric=False, n_grid=max(r1, r2), batch_size=batch_size,
+        )
     else:
         mask = _adaptive_fill(evaluate, lab, mar, lss, r1, r2, int(coarse), xb.device)
         evaluated = torch.from_numpy(mask)
         n_scan = max(2, math.ceil(max(r1, r2) / int(coarse)))
-    rays = torch.stack([u[0], -u[0], u[1], -u[1]]).view(1, 4, *xb.shape[1:])
-    dist, _ = ray_boundary_distance(
-        clf, xb, clean, rays, torch.tensor([e1, e1, e2, e2], dtype=xb.dtype, device=xb.device).max(),
-        geometric=False, n_grid=n_scan, batch_size=batch_size,
-    )
+        dist = _batched_ray_search(clf, xb, c, rays, max(e1, e2), n_scan, batch_size).view(1, 4)
     lim = [e1, e1, e2, e2]
     axis = {
         k: (float(v) if float(v) <= lim[i] * (1 + 1e-9) else float("inf"))
@@ -291,6 +293,53 @@ def cross_section(
         forward_passes=clf.counter.forward - start,
         evaluated=evaluated,
     )
+
+
+def _batched_ray_search(
+    clf: Classifier, xb: Tensor, label: int, rays: Tensor, length: float, n_scan: int, batch_size: int | None,
+    *, rtol: float = 1e-4, per_round: int = 15,
+) -> Tensor:
+    """Distance from ``xb`` along each unit ray (rows of ``rays``, flattened) to the first point not classified
+    ``label`` (``inf`` within ``length``), with few large batches: all rays are scanned at ``n_scan`` uniform steps
+    in one call, then each bracket is cut into ``per_round + 1`` parts per call (not halved) until its width is below
+    ``rtol`` of its upper end. Like :func:`ray_boundary_distance`, a region thinner than a scan step can be missed.
+    """
+    xf = xb.reshape(1, -1)
+    m = rays.shape[0]
+
+    def crossed(ray: Tensor, t: Tensor) -> Tensor:
+        out = torch.empty(ray.shape[0], dtype=torch.bool, device=xb.device)
+
+        def make(s: slice) -> Tensor:
+            return (xf + t[s, None] * rays[ray[s]]).view(-1, *xb.shape[1:])
+
+        def red(z: Tensor, s: slice) -> None:
+            out[s] = z.argmax(1) != label
+
+        evaluate_points(clf, make, ray.shape[0], red, batch_size=batch_size)
+        return out
+
+    def first_crossing(ray: Tensor, pts: Tensor) -> tuple[Tensor, Tensor]:
+        """Per row of ``pts`` (increasing distances along ``ray``), whether any crosses and the first that does."""
+        hit = crossed(ray.repeat_interleave(pts.shape[1]), pts.reshape(-1)).view(pts.shape)
+        return hit.any(1), hit.to(torch.uint8).argmax(1)
+
+    grid = torch.linspace(1.0 / n_scan, 1.0, n_scan, dtype=xb.dtype, device=xb.device) * length
+    idx = torch.arange(m, device=xb.device)
+    any_hit, k = first_crossing(idx, grid.expand(m, n_scan))
+    lo = torch.where(k > 0, grid[(k - 1).clamp_min(0)], torch.zeros_like(grid[k]))
+    hi = torch.where(any_hit, grid[k], torch.full_like(lo, float("inf")))
+    frac = torch.arange(1, per_round + 1, dtype=xb.dtype, device=xb.device) / (per_round + 1)
+    while True:
+        act = (torch.isfinite(hi) & ((hi - lo) > rtol * hi)).nonzero().flatten()
+        if act.numel() == 0:
+            return hi
+        pts = lo[act, None] + (hi - lo)[act, None] * frac[None, :]
+        any_hit, k = first_crossing(act, pts)
+        rows = torch.arange(act.numel(), device=xb.device)
+        new_hi = torch.where(any_hit, pts[rows, k], hi[act])
+        new_lo = torch.where(any_hit, torch.where(k > 0, pts[rows, (k - 1).clamp_min(0)], lo[act]), pts[:, -1])
+        lo[act], hi[act] = new_lo, new_hi
 
 
 def _rect_sums(prefix: np.ndarray, cells: np.ndarray) -> np.ndarray:
