@@ -114,6 +114,7 @@ def main() -> None:
     print(f"{'floor (plain forward)':<28}{fwd:>10.3f}{n_batches * args.batch / fwd:>14.0f}{1.0:>10.2f}{1.0:>18.3f}")
     print(f"{'robustlens Smoothed.certify':<28}{cert:>10.3f}{rows / cert:>14.0f}{cert / fwd:>10.2f}"
           f"{(rows / cert) / (n_batches * args.batch / fwd):>18.3f}")
+    print(f"all repeats (s): floor {[round(t, 3) for t in fwd_times]}, certify {[round(t, 3) for t in cert_times]}")
     if art_times:
         a = statistics.median(art_times)
         art_rows = args.images * (args.n + 32)  # ART's certify: n draws plus its own class-selection draws
