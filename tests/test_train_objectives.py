@@ -297,3 +297,12 @@ def test_trades_shares_the_clean_forward_with_its_attack() -> None:
     h.remove()
     assert len(calls) == 3 + 2
     assert torch.equal(calls[-1], obj.perturb(m, x, y, ctx))
+
+
+def test_cure_takes_its_clean_logits_from_the_gradient_pass() -> None:
+    m, (x, y) = tiny(), batch()
+    calls = []
+    h = m.register_forward_hook(lambda mod, i, o: calls.append(1))
+    CURE(h=0.3, lam=2.0).loss(m, x, y, step_ctx=ctx_for(m))
+    h.remove()
+    assert len(calls) == 2  # x (loss and clean gradient) and x + h z

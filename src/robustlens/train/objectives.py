@@ -360,19 +360,27 @@ class CURE:
 
     def regulariser(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """Per-sample ``||grad l(x + h z) - grad l(x)||_2^2``, differentiable in the weights."""
+        return self._logits_and_curvature(model, x, y)[1]
+
+    def _logits_and_curvature(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The clean logits and the per-sample curvature term: the forward pass at ``x`` that the clean gradient
+        needs also gives the loss its clean logits (no second clean forward)."""
         def ce(z: Tensor) -> Tensor:
             return F.cross_entropy(z, y, reduction="none")
 
-        _, g0 = input_grad(model, x, ce, create_graph=True)
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            logits = model(xg)
+            (g0,) = torch.autograd.grad(ce(logits).sum(), xg, create_graph=True)
         s = g0.detach().sign()
         z = s / _view(s.flatten(1).norm(dim=1).clamp_min(1e-12), s)
         _, g1 = input_grad(model, x + self.h * z, ce, create_graph=True)
-        return (g1 - g0).flatten(1).pow(2).sum(1)
+        return logits, (g1 - g0).flatten(1).pow(2).sum(1)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, step_ctx: StepContext) -> tuple[Tensor, dict[str, Any]]:
-        logits = model(x)
+        logits, curvature = self._logits_and_curvature(model, x, y)
         ce = F.cross_entropy(logits, y)
-        reg = self.regulariser(model, x, y).mean()
+        reg = curvature.mean()
         return ce + self.lam * reg, {"accuracy": _accuracy(logits, y), "ce": ce.detach(), "curvature": reg.detach()}
 
 
