@@ -192,8 +192,9 @@ def cross_section(
             interpolated bilinearly from its corners; ``result.evaluated`` marks the points actually evaluated.
             Caveat: a decision region smaller than a coarse cell that touches none of the evaluated points (e.g.
             a small island strictly inside a cell) is missed, so keep ``coarse`` below the smallest feature you
-            need to see. The half-axis distances are then scanned at the coarse step, all four rays in one
-            batched call, and each bracket is cut into 16 parts per call down to 1e-4 relative width.
+            need to see. The half-axis distances start from the brackets the section's own labels give along
+            the axes (odd resolutions; otherwise from a scan at the coarse step, all four rays in one batched
+            call), and each bracket is cut into 8 parts per call down to 1e-4 relative width.
         coarse: the coarse step of ``refine="adaptive"`` in grid points (a power of two; 8 by default, so a
             201 x 201 grid starts from 26 x 26 points).
 
@@ -273,7 +274,8 @@ def cross_section(
         mask = _adaptive_fill(evaluate, lab, mar, lss, r1, r2, int(coarse), xb.device)
         evaluated = torch.from_numpy(mask)
         n_scan = max(2, math.ceil(max(r1, r2) / int(coarse)))
-        dist = _batched_ray_search(clf, xb, c, rays, max(e1, e2), n_scan, batch_size).view(1, 4)
+        brackets = _axis_brackets(lab.view(r2, r1), a1, a2, c) if r1 % 2 and r2 % 2 else None
+        dist = _batched_ray_search(clf, xb, c, rays, max(e1, e2), n_scan, batch_size, brackets=brackets).view(1, 4)
     lim = [e1, e1, e2, e2]
     axis = {
         k: (float(v) if float(v) <= lim[i] * (1 + 1e-9) else float("inf"))
@@ -295,14 +297,33 @@ def cross_section(
     )
 
 
+def _axis_brackets(labels: Tensor, a1: Tensor, a2: Tensor, label: int) -> tuple[Tensor, Tensor]:
+    """Brackets ``(lo, hi)`` of the first label change along ``+u1, -u1, +u2, -u2`` read off the section's own
+    labels (odd resolutions put ``x`` on the grid, so the half-axes are grid lines); ``hi = inf`` where the label
+    does not change within the grid."""
+    ci, cj = (labels.shape[0] - 1) // 2, (labels.shape[1] - 1) // 2
+    lines = [
+        (labels[ci, cj:], a1[cj:]), (labels[ci, :cj + 1].flip(0), -a1[:cj + 1].flip(0)),
+        (labels[ci:, cj], a2[ci:]), (labels[:ci + 1, cj].flip(0), -a2[:ci + 1].flip(0)),
+    ]
+    lo, hi = torch.zeros(4, dtype=a1.dtype), torch.full((4,), float("inf"), dtype=a1.dtype)
+    for m, (lab, dist) in enumerate(lines):
+        change = (lab != label).nonzero().flatten()
+        if change.numel():
+            k = int(change[0])
+            lo[m], hi[m] = dist[k - 1].abs(), dist[k].abs()
+    return lo.to(a1.device), hi.to(a1.device)
+
+
 def _batched_ray_search(
     clf: Classifier, xb: Tensor, label: int, rays: Tensor, length: float, n_scan: int, batch_size: int | None,
-    *, rtol: float = 1e-4, per_round: int = 15,
+    *, rtol: float = 1e-4, per_round: int = 7, brackets: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """Distance from ``xb`` along each unit ray (rows of ``rays``, flattened) to the first point not classified
     ``label`` (``inf`` within ``length``), with few large batches: all rays are scanned at ``n_scan`` uniform steps
-    in one call, then each bracket is cut into ``per_round + 1`` parts per call (not halved) until its width is below
-    ``rtol`` of its upper end. Like :func:`ray_boundary_distance`, a region thinner than a scan step can be missed.
+    in one call (or start from the given ``brackets``), then each bracket is cut into ``per_round + 1`` parts per
+    call (not halved) until its width is below ``rtol`` of its upper end. Like :func:`ray_boundary_distance`, a
+    region thinner than a scan step (or missed by the brackets' grid) can be missed.
     """
     xf = xb.reshape(1, -1)
     m = rays.shape[0]
@@ -324,11 +345,14 @@ def _batched_ray_search(
         hit = crossed(ray.repeat_interleave(pts.shape[1]), pts.reshape(-1)).view(pts.shape)
         return hit.any(1), hit.to(torch.uint8).argmax(1)
 
-    grid = torch.linspace(1.0 / n_scan, 1.0, n_scan, dtype=xb.dtype, device=xb.device) * length
-    idx = torch.arange(m, device=xb.device)
-    any_hit, k = first_crossing(idx, grid.expand(m, n_scan))
-    lo = torch.where(k > 0, grid[(k - 1).clamp_min(0)], torch.zeros_like(grid[k]))
-    hi = torch.where(any_hit, grid[k], torch.full_like(lo, float("inf")))
+    if brackets is not None:
+        lo, hi = (b.clone() for b in brackets)
+    else:
+        grid = torch.linspace(1.0 / n_scan, 1.0, n_scan, dtype=xb.dtype, device=xb.device) * length
+        idx = torch.arange(m, device=xb.device)
+        any_hit, k = first_crossing(idx, grid.expand(m, n_scan))
+        lo = torch.where(k > 0, grid[(k - 1).clamp_min(0)], torch.zeros_like(grid[k]))
+        hi = torch.where(any_hit, grid[k], torch.full_like(lo, float("inf")))
     frac = torch.arange(1, per_round + 1, dtype=xb.dtype, device=xb.device) / (per_round + 1)
     while True:
         act = (torch.isfinite(hi) & ((hi - lo) > rtol * hi)).nonzero().flatten()
