@@ -19,7 +19,7 @@ from ..classifier import Classifier
 from ..errors import ConfigError
 from ..seeding import SampleRNG
 from .base import Criterion, MinimalNormAttack
-from .minimal_loop import logit_jacobian, run_active
+from .minimal_loop import box_free_mask, logit_jacobian, run_active
 from .norms import INF, lp_norm, minimal_linear_step_in_box
 
 REFINE_OVERSHOOTS = (1e-4, 1e-3, 1e-2)
@@ -34,7 +34,9 @@ def cosine_schedule(start: float, end: float, it: int, steps: int) -> float:
 class BudgetAttack(MinimalNormAttack):
     """Base of the minimal-norm attacks that adapt a norm budget (DDN, FMN); see the module docstring.
 
-    Subclasses implement :meth:`loss`, :meth:`direction`, :meth:`update_budget` and :meth:`fit`.
+    Subclasses implement :meth:`loss`, :meth:`direction`, :meth:`update_budget` and :meth:`fit`. With
+    ``box_aware`` (and ``clip``), the gradient is zeroed on the coordinates that sit at a bound and would be pushed
+    out of it (:func:`~robustlens.attacks.minimal_loop.box_free_mask`) before the subclass sees it.
     """
 
     def __init__(
@@ -46,9 +48,11 @@ class BudgetAttack(MinimalNormAttack):
         alpha: tuple[float, float],
         gamma_final: float | None = None,
         refine: int = 1,
+        box_aware: bool = False,
         clip: bool = True,
     ) -> None:
         super().__init__(norm, clip=clip)
+        self.box_aware = box_aware
         if refine < 0:
             raise ConfigError(f"refine must be >= 0, got {refine}")
         self.refine = int(refine)
@@ -106,6 +110,8 @@ class BudgetAttack(MinimalNormAttack):
             d = delta[idx]
             xa = x[idx] + d
             loss, logits, grad = clf.value_and_grad(xa, lambda z: self.loss(z, crit))
+            if self.clip and self.box_aware:
+                grad = grad * box_free_mask(xa, grad, clf.bounds)
             is_adv, norm = record(idx, xa, logits, d)
             e = self.update_budget(eps[idx], is_adv, norm, best[idx], loss, grad, gamma)
             d = self.fit(d + self.direction(grad, d, e, loss, alpha), e)

@@ -28,6 +28,14 @@ class FMN(BudgetAttack):
         alpha: initial and final relative step length.
         refine: passes of the linear refinement after the iterations (L1, L2, Linf; see
             :func:`~robustlens.attacks.budget_loop.refine_on_linearised_boundary`); 0 returns FMN's own best point.
+        box_aware: when clipping, drop the gradient coordinates that cannot move (a pixel at 0 whose gradient
+            points down, one at 1 whose gradient points up) from the step and from the linear estimate of the
+            distance. Without it, on images with many pixels at the bounds, the estimate ``|margin| / ||grad||_q``
+            counts progress that clipping then removes: before a first adversarial point is found the radius
+            settles just above the clipped norm and the iterate stalls short of the boundary (on a small MNIST
+            CNN, 2.6% of 500 digits were never fooled in L2 and 45% of 200 in L1; with it, none). ``None``
+            (default): on for L1, L2 and Linf, off for L0, where the larger steps it gives made the median L0
+            norm worse.
         clip: keep examples inside the bounds.
     """
 
@@ -41,11 +49,13 @@ class FMN(BudgetAttack):
         gamma: float = 0.05,
         alpha: tuple[float, float] = (1.0, 0.01),
         refine: int = 1,
+        box_aware: bool | None = None,
         clip: bool = True,
     ) -> None:
         super().__init__(norm, steps=steps, gamma=gamma, alpha=alpha, refine=refine, clip=clip)
         if self.p not in (0, 1, 2, INF):
             raise ConfigError(f"FMN supports the L0, L1, L2 and Linf norms, got L{self.p}")
+        self.box_aware = self.p != 0 if box_aware is None else bool(box_aware)
 
     def loss(self, logits: Tensor, criterion: Criterion) -> Tensor:
         return -criterion.margin(logits)
