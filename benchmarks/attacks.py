@@ -317,8 +317,8 @@ def run_all(b: Bench, args: argparse.Namespace) -> None:
     todo = [a.strip() for a in args.attacks.split(",")] if args.attacks else list(ATTACKS)
 
     if "deepfool" in todo:
-        print("DeepFool L2 (50 steps, 10 candidates, overshoot 0.02)")
-        b.ours("deepfool", lambda: DeepFool(2, overshoot=0.02, max_iter=50, candidates=10), n, mstr(2))
+        print("DeepFool L2 (50 steps, 10 candidates, overshoot 0.02; ours with 3 rounds of its boundary walk)")
+        b.ours("deepfool", lambda: DeepFool(2, overshoot=0.02, max_iter=50, candidates=10, refine=3), n, mstr(2))
         if peers and have("foolbox"):
             import foolbox as fb
 

@@ -3,7 +3,10 @@
 A small CNN is trained for a few seconds on the embedded MNIST digits; every comparison runs the peer and our
 attack with the same settings on the same images:
 
-- DeepFool L2 (paper eq. 9): our median norm is at most 1.02x foolbox's, at a success rate no lower;
+- DeepFool L2 (paper eq. 9) with its boundary walk: our median norm is at most 0.97x foolbox's, at a success rate
+  no lower;
+- FMN L1 and L2: every digit fooled (L1 box-blind steps stall on half of them), at a median no larger than
+  foolbox's;
 - PGD Linf (eq. 10-11): our robust accuracy (eq. 12) is at most torchattacks' + 0.2 points;
 - AutoAttack "standard": our robust accuracy is within 0.5 points of pyautoattack's (or lower, with every
   adversarial example checked independently), and ours runs the reference iteration counts;
@@ -26,6 +29,7 @@ from torch import nn
 
 from robustlens.attacks import DeepFool
 from robustlens.attacks.autoattack import autoattack
+from robustlens.attacks.fmn import FMN
 from robustlens.attacks.pgd import PGD
 from robustlens.classifier import Classifier
 from robustlens.data import load_dataset
@@ -72,11 +76,11 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------- DeepFool
 
 
-def test_deepfool_median_norm_within_2_percent_of_foolbox(mnist: Mnist) -> None:
+def test_deepfool_median_norm_below_foolbox(mnist: Mnist) -> None:
     fb = pytest.importorskip("foolbox")
     x, y = mnist.x, mnist.y
     x_copy, y_copy = x.clone(), y.clone()
-    ours = DeepFool(norm=2, overshoot=0.02, max_iter=50, candidates=10)(mnist.clf, x, y)
+    ours = DeepFool(norm=2, overshoot=0.02, max_iter=50, candidates=10, refine=3)(mnist.clf, x, y)
     fmodel = fb.PyTorchModel(mnist.model, bounds=(0, 1))
     _, theirs, success = fb.attacks.L2DeepFoolAttack(steps=50, candidates=10, overshoot=0.02)(
         fmodel, x, y, epsilons=None)
@@ -88,7 +92,9 @@ def test_deepfool_median_norm_within_2_percent_of_foolbox(mnist: Mnist) -> None:
     assert torch.allclose(ours.norm[ours.success], l2(ours.adversarial, x)[ours.success])
     assert float(ours.adversarial.min()) >= 0 and float(ours.adversarial.max()) <= 1
     assert float(ours.success.float().mean()) >= float(success.float().mean())
-    assert float(ours.norm.median()) <= 1.02 * float(theirs_norm.median())
+    # the boundary walk after the iterations (refine=3) ends 8% below foolbox's median on these digits (without it,
+    # DeepFool's full linear steps stop 1% above)
+    assert float(ours.norm.median()) <= 0.97 * float(theirs_norm.median())
     assert torch.equal(x, x_copy) and torch.equal(y, y_copy)
 
 
@@ -133,6 +139,26 @@ def test_pixels_at_the_bounds_move_inward(mnist: Mnist) -> None:
     raised = (res.adversarial > 1e-6) & at_zero
     per_image = raised.flatten(1).any(1)
     assert float(per_image[res.success].float().mean()) >= 0.95
+
+
+# ---------------------------------------------------------------------------------------------------- FMN
+
+
+def test_fmn_fools_every_digit_at_a_median_below_foolbox(mnist: Mnist) -> None:
+    """Box-blind FMN steps stall short of the boundary when clipping removes the progress the linear estimate counts
+    (half of these digits in L1); box-aware steps fool every digit, in L1 and L2, at a median below foolbox's."""
+    fb = pytest.importorskip("foolbox")
+    x, y = mnist.x[:20], mnist.y[:20]
+    fmodel = fb.PyTorchModel(mnist.model, bounds=(0, 1))
+    for p, peer in ((1, fb.attacks.L1FMNAttack), (2, fb.attacks.L2FMNAttack)):
+        ours = FMN(norm=p, steps=100)(mnist.clf, x, y)
+        assert torch.equal(ours.success, predict(mnist.model, ours.adversarial) != y)
+        assert bool(ours.success.all()), p
+        _, theirs, _ = peer(steps=100)(fmodel, x, y, epsilons=None)
+        success = predict(mnist.model, theirs) != y
+        nrm = (theirs - x).flatten(1).norm(p=p, dim=1)
+        theirs_norm = torch.where(success, nrm, torch.full_like(nrm, float("inf")))
+        assert float(ours.norm.median()) <= float(theirs_norm.median()), p
 
 
 # ---------------------------------------------------------------------------------------------------- PGD
