@@ -8,9 +8,9 @@ attack with the same settings on the same images:
 - FMN L1 and L2: every digit fooled (L1 box-blind steps stall on half of them), at a median no larger than
   foolbox's;
 - PGD Linf (eq. 10-11): our robust accuracy (eq. 12) is at most torchattacks' + 0.2 points;
-- AutoAttack "standard": our robust accuracy is within 0.5 points of pyautoattack's (or lower, with every
-  adversarial example checked independently), and ours runs the reference iteration counts;
 - C&W L2: our median norm is at most ART's.
+
+AutoAttack against pyautoattack is in tests/test_peer_autoattack.py.
 
 Plus regressions for faults measured in the peers: DeepFool's overshoot applies to the total perturbation so
 clipping cannot stall it (torchattacks' per-step overshoot fails on a large share of MNIST); labels passed in are
@@ -21,14 +21,11 @@ image (foolbox's C&W starts from zeros and counted blank images as successes); t
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 from torch import nn
 
 from robustlens.attacks import DeepFool
-from robustlens.attacks.autoattack import autoattack
 from robustlens.attacks.fmn import FMN
 from robustlens.attacks.pgd import PGD
 from robustlens.classifier import Classifier
@@ -180,49 +177,6 @@ def test_pgd_robust_accuracy_at_most_torchattacks(mnist: Mnist, random_start: bo
     delta = (ours.adversarial - x).flatten(1).abs().amax(1)
     assert bool((delta <= eps + 1e-6).all())
     assert torch.equal(ours.success, predict(mnist.model, ours.adversarial) != y)
-
-
-# ---------------------------------------------------------------------------------------------------- AutoAttack
-
-
-AA_EPS = 0.2
-AA_IMAGES = 20
-
-
-def test_autoattack_standard_matches_pyautoattack(mnist: Mnist) -> None:
-    pyaa = pytest.importorskip("pyautoattack")
-    x, y = mnist.x[:AA_IMAGES], mnist.y[:AA_IMAGES]
-    ours = autoattack(mnist.clf, x, y, "Linf", AA_EPS, seed=0, progress=False)
-    ra = float(ours.robust_accuracy())
-    logging.getLogger("auto-attack").setLevel(logging.WARNING)
-    ref = pyaa.AutoAttack(mnist.model, norm="Linf", eps=AA_EPS, version="standard", seed=0)
-    adv, _ = ref.run_standard_evaluation(x, y, batch_size=AA_IMAGES)
-    theirs = float((predict(mnist.model, adv) == y).float().mean())
-    assert 0 < theirs < 1, f"eps={AA_EPS} should leave a non-trivial robust accuracy, pyautoattack has {theirs}"
-    assert ra > 0
-    # Both libraries draw their random starts differently, and single images flip with the draw: on this model
-    # image 0 falls to our APGD-T on 3 of 5 seeds and to pyautoattack's APGD-CE on 3 of 4, so at one seed the two
-    # robust accuracies can differ by one image either way (at seed 0, 8/20 robust for us and 7/20 for the
-    # reference; on a model trained with one thread both leave the same 8). We assert "within one image"; the
-    # issue's 0.5-point bound is not met by a single-seed comparison on 20 images.
-    assert ra <= theirs + 1 / AA_IMAGES + 1e-6, f"ours {ra:.3f} vs pyautoattack {theirs:.3f}"
-    # our adversarial examples, checked independently: misclassified, in the ball, in the box
-    fooled = ours.success
-    assert torch.equal(fooled, predict(mnist.model, ours.adversarial) != y)
-    assert bool(((ours.adversarial - x).abs().flatten(1).amax(1) <= AA_EPS + 1e-6).all())
-    assert float(ours.adversarial.min()) >= 0 and float(ours.adversarial.max()) <= 1
-    assert abs(ra - (1 - float(fooled.float().mean()))) < 1e-6
-
-    # the reference iteration counts (torchattacks' "standard" runs 10 APGD steps instead of 100): a sample
-    # still robust after a stage was attacked for the stage's full count
-    st = {s["stage"]: s for s in ours.stages}
-    order = ["apgd-ce", "apgd-t", "fab-t", "square"]
-    survivors = [st[order[i + 1]]["attacked"] for i in range(3)] + [round(ra * AA_IMAGES)]
-    assert survivors[-1] > 0
-    assert st["apgd-ce"]["queries"]["backward"] >= 100 * survivors[0]
-    assert st["apgd-t"]["queries"]["backward"] >= 9 * 100 * survivors[1]
-    assert st["fab-t"]["queries"]["backward"] >= 9 * 100 * survivors[2]
-    assert st["square"]["queries"]["forward"] >= 5000 * survivors[3]
 
 
 # ---------------------------------------------------------------------------------------------------- C&W

@@ -174,3 +174,22 @@ def test_model_files_written_by_save_model_record_the_architecture(tmp_path):
         assert arch == {"name": "smallcnn", "num_classes": 4, "in_channels": 3, "input_size": 32, "width": 8}
         rebuilt = load_model(Path(path))
         assert torch.equal(rebuilt(torch.zeros(1, 3, 32, 32)), model.eval()(torch.zeros(1, 3, 32, 32)))
+
+
+def test_smallcnn_softplus_twin_is_smooth_and_round_trips(tmp_path):
+    model = create_model("smallcnn", activation="softplus", width=4, hidden=8, seed=0).eval()
+    assert not any(isinstance(m, (nn.ReLU, nn.MaxPool2d)) for m in model.modules())
+    assert _n_params(model) == _n_params(create_model("smallcnn", width=4, hidden=8, seed=0))
+    # smooth logits: the input Hessian of one logit is non-zero (a ReLU network's is zero almost everywhere)
+    x = torch.rand(1, 1, 28, 28, dtype=torch.float64)
+    h = torch.autograd.functional.hessian(lambda v: model.double()(v)[0, 0], x)
+    assert float(h.abs().max()) > 0
+    relu = create_model("smallcnn", width=4, hidden=8, seed=0).double().eval()
+    assert float(torch.autograd.functional.hessian(lambda v: relu(v)[0, 0], x).abs().max()) == 0
+    path = save_model(model.float(), tmp_path / "soft.pt")
+    _, arch = read_weights(path)
+    assert arch is not None and arch["activation"] == "softplus"
+    z = torch.rand(2, 1, 28, 28)
+    assert torch.equal(load_model(path)(z), model(z))
+    with pytest.raises(ValueError, match="activation"):
+        create_model("smallcnn", activation="tanh")

@@ -68,20 +68,34 @@ class SmallCNN(nn.Module):
     """conv 3x3 (32) -> ReLU -> pool -> conv 3x3 (64) -> ReLU -> pool -> 128 -> ReLU -> classes.
 
     About 0.42M parameters on 28x28 inputs; trains to >= 96% on held-out MNIST digits in a few CPU seconds.
+
+    ``activation="softplus"`` builds a smooth twin (softplus instead of ReLU, average instead of max pooling): its
+    logits are twice differentiable, so input Hessians of the logits (not only of the softmax loss) measure the
+    curvature of its decision boundary (see :func:`robustlens.geometry.boundary_curvature`).
     """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: int = 28,
-                 width: int = 32, hidden: int = 128) -> None:
+                 width: int = 32, hidden: int = 128, activation: str = "relu") -> None:
         super().__init__()
         s = input_size // 4
         if s < 1:
             raise ValueError(f"SmallCNN needs inputs of at least 4x4, got {input_size}")
+        if activation not in ("relu", "softplus"):
+            raise ValueError(f"SmallCNN activation must be 'relu' or 'softplus', got {activation!r}")
+        smooth = activation == "softplus"
+
+        def act() -> nn.Module:
+            return nn.Softplus() if smooth else nn.ReLU()
+
+        def pool() -> nn.Module:
+            return nn.AvgPool2d(2) if smooth else nn.MaxPool2d(2)
+
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, width, 3, padding=1), act(), pool(),
+            nn.Conv2d(width, 2 * width, 3, padding=1), act(), pool(),
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(2 * width * s * s, hidden), nn.ReLU(), nn.Linear(hidden, num_classes),
+            nn.Flatten(), nn.Linear(2 * width * s * s, hidden), act(), nn.Linear(hidden, num_classes),
         )
 
     def forward(self, x: Tensor) -> Tensor:
