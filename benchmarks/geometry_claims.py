@@ -61,7 +61,8 @@ NOTES = {
         "separately): the standard model is more confident on its correctly classified digits than the PGD "
         "model, which can make its loss Hessian smaller even though its boundary is closer. The paper's claim "
         "(Fig. 4a; Moosavi-Dezfooli et al. 2019) is not reproduced with this model family and this measurement; "
-        "the next row measures the boundary's own curvature instead."
+        "the next row measures the boundary's own curvature instead. A pair trained from scratch with one recipe "
+        "(section \"Curvature of models trained from scratch\" below) gives the same answer for this Hessian."
     ),
     "boundary-curvature": (
         "The second row measures the boundary rather than the loss at the clean digit: the largest principal "
@@ -79,7 +80,9 @@ NOTES = {
         "u a random unit tangent direction, and (2 a(0) - a(s) - a(-s)) / s^2 averaged over 10 directions, i.e. "
         "the mean curvature at scale s). The PGD model's boundary is more curved there too (2.3x to 3.6x at s = "
         "0.25 to 1). Under both measures the claim is not reproduced with these models (the PGD model is the "
-        "standard one fine-tuned for 2 epochs)."
+        "standard one fine-tuned for 2 epochs). With a PGD model trained from scratch (section \"Curvature of "
+        "models trained from scratch\" below) the finite-scale measure does find the PGD model's boundary "
+        "flatter at every scale, while the two Hessian measures still do not."
     ),
 }
 #: the figures, in the order of the claims: title -> file in the figures folder
