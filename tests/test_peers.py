@@ -5,8 +5,8 @@ attack with the same settings on the same images:
 
 - DeepFool L2 (paper eq. 9) with its boundary walk: our median norm is at most 0.97x foolbox's, at a success rate
   no lower;
-- FMN L1 and L2: every digit fooled (L1 box-blind steps stall on half of them), at a median no larger than
-  foolbox's;
+- FMN L0, L1, L2, Linf: every digit fooled (L1 box-blind steps stall on half of them), at a median no larger
+  than foolbox's;
 - PGD Linf (eq. 10-11): our robust accuracy (eq. 12) is at most torchattacks' + 0.2 points;
 - C&W L2: our median norm is at most ART's.
 
@@ -27,6 +27,7 @@ from torch import nn
 
 from robustlens.attacks import DeepFool
 from robustlens.attacks.fmn import FMN
+from robustlens.attacks.norms import lp_norm
 from robustlens.attacks.pgd import PGD
 from robustlens.classifier import Classifier
 from robustlens.data import load_dataset
@@ -143,17 +144,20 @@ def test_pixels_at_the_bounds_move_inward(mnist: Mnist) -> None:
 
 def test_fmn_fools_every_digit_at_a_median_below_foolbox(mnist: Mnist) -> None:
     """Box-blind FMN steps stall short of the boundary when clipping removes the progress the linear estimate counts
-    (half of these digits in L1); box-aware steps fool every digit, in L1 and L2, at a median below foolbox's."""
+    (half of these digits in L1); box-aware steps fool every digit, in every norm, at a median no larger than
+    foolbox's (in L0 since the pixel budget starts at one pixel instead of the whole image)."""
     fb = pytest.importorskip("foolbox")
     x, y = mnist.x[:20], mnist.y[:20]
     fmodel = fb.PyTorchModel(mnist.model, bounds=(0, 1))
-    for p, peer in ((1, fb.attacks.L1FMNAttack), (2, fb.attacks.L2FMNAttack)):
+    peers = ((0, fb.attacks.L0FMNAttack), (1, fb.attacks.L1FMNAttack), (2, fb.attacks.L2FMNAttack),
+             (float("inf"), fb.attacks.LInfFMNAttack))
+    for p, peer in peers:
         ours = FMN(norm=p, steps=100)(mnist.clf, x, y)
         assert torch.equal(ours.success, predict(mnist.model, ours.adversarial) != y)
         assert bool(ours.success.all()), p
         _, theirs, _ = peer(steps=100)(fmodel, x, y, epsilons=None)
         success = predict(mnist.model, theirs) != y
-        nrm = (theirs - x).flatten(1).norm(p=p, dim=1)
+        nrm = lp_norm(theirs - x, p)
         theirs_norm = torch.where(success, nrm, torch.full_like(nrm, float("inf")))
         assert float(ours.norm.median()) <= float(theirs_norm.median()), p
 
