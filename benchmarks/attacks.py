@@ -213,8 +213,8 @@ class Bench:
             times.append(time.perf_counter() - t0)
         return out, statistics.median(times), times
 
-    def ours(self, attack: str, make: Callable[[], Attack], n: int, strength: Callable[[Tensor, Tensor, Tensor],
-                                                                                           dict[str, float]]) -> Row:
+    def ours(self, attack: str, make: Callable[[], Attack], n: int,
+             strength: Callable[[Tensor, Tensor, Tensor], dict[str, float]], library: str = "robustlens") -> Row:
         """Run our attack batch by batch; passes from the results' query counts."""
         self.remeasure(attack)
         x, y = self.x[:n], self.y[:n]
@@ -232,7 +232,7 @@ class Bench:
             return torch.cat(outs)
 
         adv, sec, times = self.timed(run)
-        return self.add(Row(attack, "robustlens", n, sec, strength(x, y, adv), counts[0], counts[1],
+        return self.add(Row(attack, library, n, sec, strength(x, y, adv), counts[0], counts[1],
                             self.costs.floor(*counts), times=times))
 
     def peer(self, attack: str, library: str, fn: Callable[[nn.Module, Tensor, Tensor], Tensor], n: int,
@@ -319,6 +319,8 @@ def run_all(b: Bench, args: argparse.Namespace) -> None:
     if "deepfool" in todo:
         print("DeepFool L2 (50 steps, 10 candidates, overshoot 0.02; ours with 3 rounds of its boundary walk)")
         b.ours("deepfool", lambda: DeepFool(2, overshoot=0.02, max_iter=50, candidates=10, refine=3), n, mstr(2))
+        b.ours("deepfool", lambda: DeepFool(2, overshoot=0.02, max_iter=50, candidates=10), n, mstr(2),
+               library="robustlens, refine=0 (the default)")
         if peers and have("foolbox"):
             import foolbox as fb
 
