@@ -100,6 +100,34 @@ def test_sparsefool_box_constrained_matches_linear_program() -> None:
         assert lp.fun * (1 - 1e-4) <= float(res.norm[i]) <= lp.fun * 1.002
 
 
+def test_sparsefool_trim_keeps_the_shortest_adversarial_prefix_of_the_step() -> None:
+    """With ``lam = 3`` the L1 step to the hyperplane moves more coordinates than crossing the boundary needs; the
+    trimmed step is the untrimmed one restricted to its first coordinates (largest ``|w_i|`` first), adversarial, and
+    one coordinate fewer is not."""
+    d = 30
+    m, clf = affine_clf(d, 2, seed=4, bounds=(0.0, 1.0))
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(10, d, generator=g) > 0.5).float() * 0.9 + 0.05  # pixels near the bounds: little room
+    full = SparseFool(lam=3.0, overshoot=0.0, trim=False)(clf, x)
+    res = SparseFool(lam=3.0, overshoot=0.0)(clf, x)
+    assert bool(res.success.all()) and bool(full.success.all())
+    l0, l0_full = res.norms(0), full.norms(0)
+    assert bool((l0 <= l0_full).all()) and bool((l0 < l0_full).any())
+    pert, pert_full = res.adversarial - x, full.adversarial - x
+    moved = pert != 0
+    torch.testing.assert_close(pert[moved], pert_full[moved])
+    c = clf.predict(x)
+    w = m.W[1 - c] - m.W[c]
+    for i in range(x.shape[0]):
+        dropped = w[i, ~moved[i] & (pert_full[i] != 0)].abs()
+        assert dropped.numel() == 0 or float(dropped.max()) <= float(w[i, moved[i]].abs().min())
+        if int(l0[i]) > 1:  # dropping the last coordinate of the prefix leaves the clean side
+            last = torch.where(moved[i], w[i].abs(), torch.inf).argmin()
+            shorter = res.adversarial[i].clone()
+            shorter[last] = x[i, last]
+            assert int(clf.predict(shorter[None])[0]) == int(c[i])
+
+
 def test_sparsefool_targeted_reaches_target_and_respects_bounds() -> None:
     m, clf = affine_clf(48, 6, seed=5, bounds=(0.0, 1.0))
     x = draw(20, 48, seed=110, uniform=True)
