@@ -8,7 +8,10 @@ attack with the same settings on the same images:
 - FMN L0, L1, L2, Linf: every digit fooled (L1 box-blind steps stall on half of them), at a median no larger
   than foolbox's;
 - PGD Linf (eq. 10-11): our robust accuracy (eq. 12) is at most torchattacks' + 0.2 points;
-- C&W L2: our median norm is at most ART's.
+- C&W L2: our median norm is at most ART's;
+- SparseFool (lambda 3, 20 outer steps): every digit fooled at a median L0 no larger than torchattacks' (ours keeps
+  the shortest adversarial prefix of the L1 step to the lambda-scaled hyperplane, which crosses the boundary long
+  before its end).
 
 AutoAttack against pyautoattack is in tests/test_peer_autoattack.py.
 
@@ -29,6 +32,7 @@ from robustlens.attacks import DeepFool
 from robustlens.attacks.fmn import FMN
 from robustlens.attacks.norms import lp_norm
 from robustlens.attacks.pgd import PGD
+from robustlens.attacks.sparsefool import SparseFool
 from robustlens.classifier import Classifier
 from robustlens.data import load_dataset
 from robustlens.train import fit
@@ -223,3 +227,23 @@ def test_cw_median_norm_at_most_art(mnist: Mnist) -> None:
     raised = ((ours.adversarial > 1e-6) & (x == 0)).flatten(1).any(1)
     assert bool(raised[ours.success].all())
     assert torch.equal(ours.adversarial[~ours.success], x[~ours.success])
+
+
+# ---------------------------------------------------------------------------------------------------- SparseFool
+
+
+SPARSEFOOL_IMAGES = 12
+
+
+def test_sparsefool_median_l0_at_most_torchattacks(mnist: Mnist) -> None:
+    ta = pytest.importorskip("torchattacks")
+    x, y = mnist.x[:SPARSEFOOL_IMAGES], mnist.y[:SPARSEFOOL_IMAGES]
+    res = SparseFool(lam=3.0, max_iter=20, overshoot=0.02)(mnist.clf, x, y)
+    theirs = ta.SparseFool(mnist.model, steps=20, lam=3, overshoot=0.02)(x, y)
+    their_success = predict(mnist.model, theirs) != y
+    their_l0 = ((theirs - x).flatten(1).abs() > 1e-12).sum(1).float()
+    assert bool(res.success.all())
+    assert torch.equal(res.success, predict(mnist.model, res.adversarial) != y)
+    assert float(res.adversarial.min()) >= 0 and float(res.adversarial.max()) <= 1
+    ours_med, their_med = float(res.norms(0).median()), float(their_l0[their_success].median())
+    assert ours_med <= their_med, f"median L0 {ours_med} against torchattacks' {their_med}"
