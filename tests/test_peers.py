@@ -97,6 +97,10 @@ def test_deepfool_median_norm_below_foolbox(mnist: Mnist) -> None:
     # the boundary walk after the iterations (refine=3) ends 8% below foolbox's median on these digits (without it,
     # DeepFool's full linear steps stop 1% above)
     assert float(ours.norm.median()) <= 0.97 * float(theirs_norm.median())
+    # the published algorithm (the default, refine=0) stays within 2% of foolbox's median
+    plain = DeepFool(norm=2, overshoot=0.02, max_iter=50, candidates=10)(mnist.clf, x, y)
+    assert bool(plain.success.all())
+    assert float(plain.norm.median()) <= 1.02 * float(theirs_norm.median())
     assert torch.equal(x, x_copy) and torch.equal(y, y_copy)
 
 
