@@ -75,9 +75,10 @@ READING = (
 
 
 def train_pairs(out: Path, seed: int, epochs: int, train_n: int, finetune_epochs: int,
-                activations: list[str], eps: float = EPS) -> dict[str, nn.Module]:
+                activations: list[str], eps: float = EPS, data_name: str = "mnist") -> dict[str, nn.Module]:
     """``{activation}-{standard|pgd}`` models, trained with one recipe and cached under ``out/models``."""
-    data = load_dataset("mnist", "train", root=SHARED / "mnist")
+    data = load_dataset(data_name, "train", root=SHARED / data_name)
+    shape = {"in_channels": data.x.shape[1], "input_size": data.x.shape[-1]}
     tx, ty = data.x[:train_n], data.y[:train_n]
     models: dict[str, nn.Module] = {}
     for act in activations:
@@ -90,7 +91,7 @@ def train_pairs(out: Path, seed: int, epochs: int, train_n: int, finetune_epochs
                 models[name] = load_model(path).eval()
                 print(f"loaded {name} from {path}", flush=True)
                 continue
-            m = create_model("smallcnn", 10, seed=seed, activation=act, **MODEL_KW)
+            m = create_model("smallcnn", 10, seed=seed, activation=act, **MODEL_KW, **shape)
             # PGD-AT from scratch leaves the softplus network at chance level within this budget (5 epochs: 12.6%
             # clean), so its PGD model is the softplus standard model fine-tuned by PGD-AT
             finetune = act == "softplus" and kind == "pgd" and finetune_epochs > 0
@@ -175,23 +176,27 @@ def write_doc(doc: Path, result: dict[str, Any], cmd: str) -> None:
         return f"{v:.3g}"
 
     acts = st["activations"]
-    title = SECTION if (acts, st["eps"]) == ("relu", EPS) else f"{SECTION} ({acts}, eps {st['eps']:g})"
+    data = st.get("data", "mnist")
+    title = (SECTION if (acts, st["eps"], data) == ("relu", EPS, "mnist")
+             else f"{SECTION} ({'' if data == 'mnist' else 'CIFAR-10, '}{acts}, eps {st['eps']:g})")
+    images = "full-MNIST training images" if data == "mnist" else "CIFAR-10 training images (3 x 32 x 32)"
+    tests = "MNIST test digits" if data == "mnist" else "CIFAR-10 test images"
     soft_pgd = info.get("softplus-pgd")
-    note = SOFTPLUS_NOTE + " " if soft_pgd is None or soft_pgd["clean"] < 0.5 else ""
+    note = SOFTPLUS_NOTE + " " if data == "mnist" and (soft_pgd is None or soft_pgd["clean"] < 0.5) else ""
 
     lines = [
         title, "",
         f"`{cmd}` ({result['seconds'] / 60:.1f} min with {st['threads']} CPU thread(s), models loaded from the "
         "output folder when present). Each pair is trained from scratch with one recipe: the first "
-        f"{st['train_n']:,} full-MNIST training images, SmallCNN width 16 / hidden 100, Adam with a one-cycle "
+        f"{st['train_n']:,} {images}, SmallCNN width 16 / hidden 100, Adam with a one-cycle "
         f"learning rate of peak 5e-3, batch 100, {st['epochs']} epochs; the PGD model with PGD-AT (eq. 14, Linf "
         f"eps {st['eps']:g}, 10 steps of {0.04 * st['eps'] / EPS:.3g}, random start). `relu` is the zoo's "
         "SmallCNN; `softplus` (`--activations "
         "relu,softplus`) the same network with softplus and average pooling (`create_model('smallcnn', "
         "activation='softplus')`), whose logits are smooth, so that the Hessian of the logit difference at x_b "
         "would measure the boundary's own curvature. " + note + f"Measured on the first {st['n']} "
-        f"MNIST test digits that every model of the run classifies correctly (curvatures on the first "
-        f"{st['n_curvature']}); clean and PGD-40 accuracy on the first 1,000 test digits. JSON: `pairs.json` in "
+        f"{tests} that every model of the run classifies correctly (curvatures on the first "
+        f"{st['n_curvature']}); clean and PGD-40 accuracy on the first 1,000 {tests}. JSON: `pairs.json` in "
         "the output folder.", "",
         f"| model | clean | PGD-40, eps {st['eps']:g} | median DeepFool L2 | top CE-Hessian eigenvalue at x | "
         "largest CE "
@@ -233,6 +238,8 @@ def main() -> None:
                     help="PGD-AT epochs of the softplus PGD model, fine-tuned from its standard model "
                          "(0: from scratch)")
     ap.add_argument("--eps", type=float, default=EPS, help="Linf radius of PGD-AT and of the PGD-40 evaluation")
+    ap.add_argument("--data", default="mnist", choices=["mnist", "cifar10"],
+                    help="cifar10: the 20,000 training images of shared/data, 3x32x32 SmallCNN")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--n-curvature", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
@@ -242,9 +249,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     models = train_pairs(out, args.seed, args.epochs, args.train_n, args.finetune_epochs, args.activations.split(","),
-                         args.eps)
+                         args.eps, args.data)
     clfs = {k: clf_of(m) for k, m in models.items()}
-    test = load_dataset("mnist", "test", root=SHARED / "mnist")
+    test = load_dataset(args.data, "test", root=SHARED / args.data)
     xe, ye = test.x[:1000], test.y[:1000]
     info = {k: {"clean": c.accuracy(xe, ye), "pgd40": pgd40_accuracy(c, xe, ye, args.seed, args.eps)}
             for k, c in clfs.items()}
@@ -261,8 +268,11 @@ def main() -> None:
     (out / "pairs.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result["verdict"], indent=1))
     if args.doc:
-        cmd = (f"python benchmarks/geometry_curvature_pairs.py --out {args.out} --activations {args.activations} "
-               f"--doc {args.doc}")
+        extra = "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k, default in
+                        (("data", "mnist"), ("train_n", 10000), ("eps", EPS), ("finetune_epochs", 2))
+                        if getattr(args, k) != default)
+        cmd = (f"python benchmarks/geometry_curvature_pairs.py --out {args.out} --activations {args.activations}"
+               f"{extra} --doc {args.doc}")
         write_doc(Path(args.doc), result, cmd)
 
 
