@@ -64,3 +64,35 @@ class TinyCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's classes for ``x``, without gradients."""
+    with torch.no_grad():
+        return model(x).argmax(1)
+
+
+def trained_on_embedded_mnist(name: str, n_images: int, *, one_thread: bool = False
+                              ) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """Zoo model ``name`` trained for 2 epochs on the embedded MNIST digits (seed 0), in eval mode, and the first
+    ``n_images`` test digits it classifies correctly. The peer tests compare libraries on it. ``one_thread`` trains
+    with one thread, so the weights do not depend on the machine's thread count."""
+    from robustlens.data import load_dataset
+    from robustlens.train import fit
+    from robustlens.zoo import create_model
+
+    train = load_dataset("mnist-embedded", "train")
+    test = load_dataset("mnist-embedded", "test")
+    model = create_model(name, seed=0)
+    threads = torch.get_num_threads()
+    if one_thread:
+        torch.set_num_threads(1)
+    try:
+        fit(model, (train.x, train.y), epochs=2, lr=0.05, batch_size=64, seed=0, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    model.eval()
+    ok = predict(model, test.x) == test.y
+    assert float(ok.float().mean()) > 0.9, f"the test model {name} did not train"
+    keep = ok.nonzero().flatten()[:n_images]
+    return model, test.x[keep].clone(), test.y[keep].clone()

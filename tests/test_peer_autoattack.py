@@ -17,13 +17,11 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from models import predict, trained_on_embedded_mnist
 from torch import nn
 
 from robustlens.attacks.autoattack import autoattack
 from robustlens.classifier import Classifier
-from robustlens.data import load_dataset
-from robustlens.train import fit
-from robustlens.zoo import create_model
 
 pytestmark = [pytest.mark.peers, pytest.mark.slow]
 
@@ -31,27 +29,9 @@ AA_IMAGES = 200
 AA_EPS = 0.1
 
 
-def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(x).argmax(1)
-
-
 @pytest.fixture(scope="module")
 def mlp() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    train = load_dataset("mnist-embedded", "train")
-    test = load_dataset("mnist-embedded", "test")
-    model = create_model("mlp", seed=0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        fit(model, (train.x, train.y), epochs=2, lr=0.05, batch_size=64, seed=0, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    model.eval()
-    ok = predict(model, test.x) == test.y
-    assert float(ok.float().mean()) > 0.9, "the test model did not train"
-    keep = ok.nonzero().flatten()[:AA_IMAGES]
-    return model, test.x[keep].clone(), test.y[keep].clone()
+    return trained_on_embedded_mnist("mlp", AA_IMAGES, one_thread=True)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from models import predict, trained_on_embedded_mnist
 from torch import nn
 
 from robustlens.attacks import DeepFool
@@ -34,9 +35,6 @@ from robustlens.attacks.norms import lp_norm
 from robustlens.attacks.pgd import PGD
 from robustlens.attacks.sparsefool import SparseFool
 from robustlens.classifier import Classifier
-from robustlens.data import load_dataset
-from robustlens.train import fit
-from robustlens.zoo import create_model
 
 pytestmark = pytest.mark.peers
 
@@ -54,25 +52,11 @@ class Mnist:
 
 @pytest.fixture(scope="module")
 def mnist() -> Mnist:
-    train = load_dataset("mnist-embedded", "train")
-    test = load_dataset("mnist-embedded", "test")
-    model = create_model("smallcnn", seed=0)
-    fit(model, (train.x, train.y), epochs=2, lr=0.05, batch_size=64, seed=0, progress=False)
-    model.eval()
-    with torch.no_grad():
-        ok = model(test.x).argmax(1) == test.y
-    assert float(ok.float().mean()) > 0.9, "the test model did not train"
-    keep = ok.nonzero().flatten()[:N_IMAGES]
-    return Mnist(model, test.x[keep].clone(), test.y[keep].clone())
+    return Mnist(*trained_on_embedded_mnist("smallcnn", N_IMAGES))
 
 
 def l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).flatten(1).norm(dim=1)
-
-
-def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(x).argmax(1)
 
 
 # ---------------------------------------------------------------------------------------------------- DeepFool
