@@ -194,3 +194,21 @@ def test_box_constrained_hyperplane_step_matches_a_convex_solver(p):
             lp = linprog(obj, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=[c[i].item()], bounds=bnds)
             assert lp.status == 0
             assert float(lp_norm(d[i : i + 1], p)) == pytest.approx(lp.fun, abs=1e-7)
+
+
+@pytest.mark.parametrize("norm", ["inf", 2])
+def test_fgsm_from_a_precomputed_gradient_equals_the_attack(norm) -> None:
+    torch.manual_seed(0)
+    model = Affine(20, 3, seed=0)
+    clf = Classifier(model)
+    x = torch.rand(64, 20)
+    y = clf.predict(x)
+    xr = x.clone().requires_grad_(True)
+    grad = torch.autograd.grad(torch.nn.functional.cross_entropy(model(xr), y, reduction="sum"), xr)[0]
+    atk = FGSM(norm=norm, eps=0.2)
+    res = atk(clf, x, y)
+    # the attack returns its step where it fools the model (and the clean input elsewhere)
+    assert 0 < int(res.success.sum()) < x.shape[0]
+    ours = atk.from_gradient(clf, x, grad)
+    assert torch.allclose(ours[res.success], res.adversarial[res.success], atol=1e-6)
+    assert bool((clf.predict(ours[~res.success]) == y[~res.success]).all())

@@ -9,8 +9,13 @@ from torch import Tensor
 from ..classifier import Classifier
 from ..seeding import SampleRNG
 from .base import BoundedAttack, Criterion
-from .iterative import LoopConfig, Projector, Stepper, ce_loss, iterate
+from .iterative import LoopConfig, Projector, Stepper, ce_loss, iterate, make_projector
 from .norms import INF, steepest_direction
+
+
+def _signed_step(p: float, eps: float, clean: Tensor, xk: Tensor, grad: Tensor, proj: Projector) -> Tensor:
+    """One step of length ``eps`` along the steepest direction of ``grad``, projected onto the ball around ``clean``."""
+    return proj(clean, xk + eps * steepest_direction(grad, p))
 
 
 class _OneStep(Stepper):
@@ -19,7 +24,7 @@ class _OneStep(Stepper):
 
     def step(self, it: int, clean: Tensor, xk: Tensor, grad: Tensor, loss: Tensor,
              state: dict[str, Tensor], proj: Projector) -> Tensor:
-        return proj(clean, xk + self.eps * steepest_direction(grad, self.p))
+        return _signed_step(self.p, self.eps, clean, xk, grad, proj)
 
 
 class FGSM(BoundedAttack):
@@ -48,6 +53,17 @@ class FGSM(BoundedAttack):
         cfg = LoopConfig(p=self.p, eps=self.eps, steps=1, random_start=self.random_start, clip=self.clip,
                          name=self.name)
         return iterate(clf, x, criterion, rng, cfg, _OneStep(self.p, self.eps), ce_loss)
+
+    def from_gradient(self, clf: Classifier, x: Tensor, grad: Tensor) -> Tensor:
+        """The FGSM example of ``x`` (zero start) from the input gradient of the loss at ``x``, already computed:
+        what :meth:`run` returns for that gradient, without spending its forward and backward pass (GradAlign
+        takes its clean gradient once for both its FGSM step and its regulariser)."""
+        x = x.detach()
+        if self.eps == 0 or x.shape[0] == 0:
+            return x.clone()
+        proj = make_projector(clf, self.p, self.eps, self.clip)
+        adv = _signed_step(self.p, self.eps, x, x, grad.detach(), proj)
+        return clf.clip(adv) if self.clip else adv
 
 
 __all__ = ["FGSM"]

@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attacks.base import Attack, Criterion
-from ..attacks.iterative import make_projector
-from ..attacks.norms import INF, check_eps, norm_name, parse_norm, steepest_direction
+from ..attacks.norms import INF, check_eps, norm_name, parse_norm
 from ..errors import ConfigError
 from .loop import StepContext
 
@@ -243,17 +242,6 @@ class GradAlign(_OnPerturbed):
         _, g2 = input_grad(model, self.noise(x, step_ctx), ce, create_graph=True)
         return 1.0 - F.cosine_similarity(g1.flatten(1), g2.flatten(1), dim=1, eps=1e-12)
 
-    def _fgsm_from(self, x: Tensor, grad: Tensor, step_ctx: StepContext) -> Tensor:
-        """The FGSM example from an input gradient at ``x`` already computed: the same arithmetic as the attack's
-        one-step loop (step, projection onto the ball, clipping), so it equals :meth:`perturb`."""
-        x = x.detach()
-        if self.eps == 0 or x.shape[0] == 0:
-            return x.clone()
-        clip = self._attack.clip
-        proj = make_projector(step_ctx.clf, self.p, self.eps, clip)
-        adv = proj(x, x + self.eps * steepest_direction(grad.detach(), self.p))
-        return step_ctx.clf.clip(adv) if clip else adv
-
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, step_ctx: StepContext) -> tuple[Tensor, dict[str, Any]]:
         g1 = None
         if step_ctx.clf.eval_mode:
@@ -266,7 +254,7 @@ class GradAlign(_OnPerturbed):
                 return F.cross_entropy(z, y, reduction="none")
 
             _, g1 = input_grad(model, x, ce_none, create_graph=not self.detach_clean)
-            adv = self._fgsm_from(x, g1, step_ctx)
+            adv = self._attack.from_gradient(step_ctx.clf, x, g1)
         logits = model(adv)
         ce = F.cross_entropy(logits, y)
         reg = self.regulariser(model, x, y, step_ctx, g1=g1).mean()
