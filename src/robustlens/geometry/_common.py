@@ -187,6 +187,8 @@ def ray_boundary_distance(
     max_bisect: int = 40,
     batch_size: int | None = None,
     progress: bool = False,
+    brackets: tuple[Tensor, Tensor] | None = None,
+    per_round: int = 1,
 ) -> tuple[Tensor, int]:
     """Distance from ``x_i`` along each unit ray ``dirs[i, m]`` to the first point classified other than ``y_i``.
 
@@ -198,6 +200,9 @@ def ray_boundary_distance(
     Args:
         x: ``(N, *shape)`` inputs; labels: ``(N,)`` the decision to leave; dirs: ``(N, M, *shape)`` unit rays.
         max_dist: scan length (a scalar or one value per sample).
+        brackets: ``(lo, hi)`` of shape ``(N * M,)`` known already (``hi = inf``: no crossing): no scan.
+        per_round: points per bracket and round of the refinement, in one call: 1 bisects; more cut each bracket
+            into ``per_round + 1`` parts, fewer and larger calls for the same precision.
 
     Returns:
         ``(N, M)`` distances and the number of forward passes used.
@@ -231,6 +236,9 @@ def ray_boundary_distance(
         evaluate_points(clf, make, idx.shape[0], red, batch_size=batch_size)
         return out
 
+    if brackets is not None:
+        lo, hi = (t.to(device=x.device, dtype=x.dtype).clone() for t in brackets)
+        active = active[:0]
     prev = torch.zeros(n * m, dtype=x.dtype, device=x.device)
     for g in tqdm(range(n_grid), desc="line search", disable=not progress, leave=False):
         if active.numel() == 0:
@@ -243,6 +251,7 @@ def ray_boundary_distance(
         hi[done] = alpha[c]
         prev[active] = alpha
         active = active[~c]
+    frac_r = torch.arange(1, per_round + 1, dtype=x.dtype, device=x.device) / (per_round + 1)
     br = torch.isfinite(hi).nonzero().flatten()
     for _ in range(max_bisect):
         if br.numel() == 0:
@@ -251,9 +260,12 @@ def ray_boundary_distance(
         br = br[wide]
         if br.numel() == 0:
             break
-        mid = 0.5 * (lo[br] + hi[br])
-        c = crossed(br, mid)
-        passes += br.numel()
-        hi[br[c]] = mid[c]
-        lo[br[~c]] = mid[~c]
+        pts = lo[br, None] + (hi[br] - lo[br])[:, None] * frac_r  # (k, per_round), increasing along each ray
+        hit = crossed(br.repeat_interleave(per_round), pts.reshape(-1)).view(pts.shape)
+        passes += hit.numel()
+        any_hit, first = hit.any(1), hit.to(torch.uint8).argmax(1)
+        rows = torch.arange(br.numel(), device=x.device)
+        below = torch.where(first > 0, pts[rows, (first - 1).clamp_min(0)], lo[br])
+        lo[br] = torch.where(any_hit, below, pts[:, -1])
+        hi[br] = torch.where(any_hit, pts[rows, first], hi[br])
     return hi.view(n, m), passes

@@ -275,7 +275,12 @@ def cross_section(
         evaluated = torch.from_numpy(mask)
         n_scan = max(2, math.ceil(max(r1, r2) / int(coarse)))
         brackets = _axis_brackets(lab.view(r2, r1), a1, a2, c) if r1 % 2 and r2 % 2 else None
-        dist = _batched_ray_search(clf, xb, c, rays, max(e1, e2), n_scan, batch_size, brackets=brackets).view(1, 4)
+        # few large calls: the brackets read off the section's labels (or one uniform scan), then each bracket cut
+        # into 8 parts per call
+        dist, _ = ray_boundary_distance(
+            clf, xb, clean, rays.view(1, 4, *xb.shape[1:]), max(e1, e2), geometric=False, n_grid=n_scan,
+            batch_size=batch_size, brackets=brackets, per_round=7,
+        )
     lim = [e1, e1, e2, e2]
     axis = {
         k: (float(v) if float(v) <= lim[i] * (1 + 1e-9) else float("inf"))
@@ -313,57 +318,6 @@ def _axis_brackets(labels: Tensor, a1: Tensor, a2: Tensor, label: int) -> tuple[
             k = int(change[0])
             lo[m], hi[m] = dist[k - 1].abs(), dist[k].abs()
     return lo.to(a1.device), hi.to(a1.device)
-
-
-def _batched_ray_search(
-    clf: Classifier, xb: Tensor, label: int, rays: Tensor, length: float, n_scan: int, batch_size: int | None,
-    *, rtol: float = 1e-4, per_round: int = 7, brackets: tuple[Tensor, Tensor] | None = None,
-) -> Tensor:
-    """Distance from ``xb`` along each unit ray (rows of ``rays``, flattened) to the first point not classified
-    ``label`` (``inf`` within ``length``), with few large batches: all rays are scanned at ``n_scan`` uniform steps
-    in one call (or start from the given ``brackets``), then each bracket is cut into ``per_round + 1`` parts per
-    call (not halved) until its width is below ``rtol`` of its upper end. Like :func:`ray_boundary_distance`, a
-    region thinner than a scan step (or missed by the brackets' grid) can be missed.
-    """
-    xf = xb.reshape(1, -1)
-    m = rays.shape[0]
-
-    def crossed(ray: Tensor, t: Tensor) -> Tensor:
-        out = torch.empty(ray.shape[0], dtype=torch.bool, device=xb.device)
-
-        def make(s: slice) -> Tensor:
-            return (xf + t[s, None] * rays[ray[s]]).view(-1, *xb.shape[1:])
-
-        def red(z: Tensor, s: slice) -> None:
-            out[s] = z.argmax(1) != label
-
-        evaluate_points(clf, make, ray.shape[0], red, batch_size=batch_size)
-        return out
-
-    def first_crossing(ray: Tensor, pts: Tensor) -> tuple[Tensor, Tensor]:
-        """Per row of ``pts`` (increasing distances along ``ray``), whether any crosses and the first that does."""
-        hit = crossed(ray.repeat_interleave(pts.shape[1]), pts.reshape(-1)).view(pts.shape)
-        return hit.any(1), hit.to(torch.uint8).argmax(1)
-
-    if brackets is not None:
-        lo, hi = (b.clone() for b in brackets)
-    else:
-        grid = torch.linspace(1.0 / n_scan, 1.0, n_scan, dtype=xb.dtype, device=xb.device) * length
-        idx = torch.arange(m, device=xb.device)
-        any_hit, k = first_crossing(idx, grid.expand(m, n_scan))
-        lo = torch.where(k > 0, grid[(k - 1).clamp_min(0)], torch.zeros_like(grid[k]))
-        hi = torch.where(any_hit, grid[k], torch.full_like(lo, float("inf")))
-    frac = torch.arange(1, per_round + 1, dtype=xb.dtype, device=xb.device) / (per_round + 1)
-    while True:
-        act = (torch.isfinite(hi) & ((hi - lo) > rtol * hi)).nonzero().flatten()
-        if act.numel() == 0:
-            return hi
-        pts = lo[act, None] + (hi - lo)[act, None] * frac[None, :]
-        any_hit, k = first_crossing(act, pts)
-        rows = torch.arange(act.numel(), device=xb.device)
-        new_hi = torch.where(any_hit, pts[rows, k], hi[act])
-        new_lo = torch.where(any_hit, torch.where(k > 0, pts[rows, (k - 1).clamp_min(0)], lo[act]), pts[:, -1])
-        lo[act], hi[act] = new_lo, new_hi
 
 
 def _rect_sums(prefix: np.ndarray, cells: np.ndarray) -> np.ndarray:
