@@ -196,7 +196,7 @@ def make_objective(args: argparse.Namespace):  # noqa: ANN201
     if name == "fgsm-rs":
         return FGSMRS(eps, alpha=args.alpha)
     if name == "gradalign":
-        return GradAlign(eps, lam=args.lam)
+        return GradAlign(eps, lam=args.lam, detach_clean=args.detach_clean)
     if name == "fgsm-co":
         return FGSMAT(eps)
     if name == "cure":
@@ -468,6 +468,7 @@ def main() -> None:
     r.add_argument("--steps", type=int, default=10)
     r.add_argument("--alpha", type=float, default=None, help="step size (PGD-AT, FGSM-RS)")
     r.add_argument("--lam", type=float, default=0.2)
+    r.add_argument("--detach-clean", action="store_true", help="gradalign: hold the clean input gradient constant")
     r.add_argument("--h", type=float, default=0.5)
     r.add_argument("--sigma", type=float, default=0.25)
     r.add_argument("--n-cert", type=int, default=0, help="gaussian: certify this many held-out images")

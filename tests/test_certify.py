@@ -102,6 +102,35 @@ def test_counts_do_not_depend_on_batch_size_or_data_batching(tmp_path: Path):
         assert torch.equal(getattr(whole, k), getattr(ds, k)), k
 
 
+def test_cpu_noise_parts_do_not_depend_on_the_number_of_threads():
+    """A CPU block is drawn as fixed parts (parallel when threads allow): same draws with 1 or 2 threads, each part
+    its own stream, and standard normal."""
+    from robustlens.certify.smoothing import CPU_NOISE_PARTS, NOISE_BLOCK, _BlockNoise
+
+    threads = torch.get_num_threads()
+    blocks = {}
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            source = _BlockNoise(torch.device("cpu"), CPU_NOISE_PARTS)
+            assert (source.pool is None) == (t == 1)
+            blocks[t] = source.fill(torch.empty(NOISE_BLOCK, 3, 8, 8), 5, "smoothing", 7, "estimate", 0)
+            source.close()
+        clf, x, _, _ = _binary_problem(0.25, m=3)
+        sm = Smoothed(clf, 0.25)
+        torch.set_num_threads(1)
+        one = sm.counts(x, 2500, batch_size=300, seed=3)
+        torch.set_num_threads(2)
+        two = sm.counts(x, 2500, batch_size=300, seed=3)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(blocks[1], blocks[2]) and torch.equal(one, two)
+    parts = blocks[1].tensor_split(CPU_NOISE_PARTS)
+    assert not torch.equal(parts[0], parts[1])  # separate streams, not one stream repeated
+    z = blocks[1].flatten().double()
+    assert abs(float(z.mean())) < 0.01 and abs(float(z.std()) - 1) < 0.01
+
+
 def test_certified_accuracy_curve_and_plot(tmp_path: Path):
     labels = torch.tensor([0, 1, 1, 0])
     radius = torch.tensor([0.3, 0.7, 0.0, 0.9], dtype=torch.float64)
