@@ -196,7 +196,8 @@ def make_objective(args: argparse.Namespace):  # noqa: ANN201
     if name == "fgsm-rs":
         return FGSMRS(eps, alpha=args.alpha)
     if name == "gradalign":
-        return GradAlign(eps, lam=args.lam, detach_clean=args.detach_clean)
+        return GradAlign(eps, lam=args.lam, detach_clean=args.detach_clean, random_start=args.random_start,
+                         alpha=args.alpha)
     if name == "fgsm-co":
         return FGSMAT(eps)
     if name == "cure":
@@ -469,6 +470,8 @@ def main() -> None:
     r.add_argument("--alpha", type=float, default=None, help="step size (PGD-AT, FGSM-RS)")
     r.add_argument("--lam", type=float, default=0.2)
     r.add_argument("--detach-clean", action="store_true", help="gradalign: hold the clean input gradient constant")
+    r.add_argument("--random-start", action="store_true",
+                   help="gradalign: FGSM step from the regulariser's uniform point (step --alpha, default 1.25 eps)")
     r.add_argument("--h", type=float, default=0.5)
     r.add_argument("--sigma", type=float, default=0.25)
     r.add_argument("--n-cert", type=int, default=0, help="gaussian: certify this many held-out images")

@@ -68,6 +68,9 @@ def test_every_objective_is_reachable_from_the_command_line():
     assert build_objective("trades", 8 / 255, {"--beta": 3.0, "--steps": 4}).beta == 3.0
     assert build_objective("acet", 0.2, {"--acet-noise": "permuted"}).noise_kind == "permuted"
     assert build_objective("gaussian", 0.5, {}).sigma == 0.5
+    ga = build_objective("gradalign", 0.3, {"--random-start": True, "--alpha": 0.375, "--lam": 0.3})
+    assert (ga.random_start, ga.alpha, ga.lam) == (True, 0.375, 0.3)
+    assert build_objective("gradalign", 0.3, {}).alpha == 0.3  # zero start: one step of eps
 
 
 def test_version():

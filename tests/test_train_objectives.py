@@ -285,6 +285,38 @@ def test_gradalign_detach_clean_differentiates_only_the_noisy_gradient() -> None
     assert not all(torch.allclose(a, b) for a, b in zip(grads(loss, m), grads(both, m), strict=True))
 
 
+def test_gradalign_random_start_steps_from_its_noisy_gradient() -> None:
+    """With ``random_start`` the FGSM-RS step starts at the regulariser's uniform point and uses the (differentiated)
+    gradient there: 3 forward passes, the loss and weight gradient of a direct computation, and the same point as
+    an eval-mode attack on a model without BN/dropout."""
+    m, (x, y) = tiny(), batch()
+    eps, alpha = 0.1, 0.125
+    obj = GradAlign(eps, lam=0.7, random_start=True)
+    assert obj.alpha == pytest.approx(alpha)
+    ctx = ctx_for(m)
+    calls = []
+    h = m.register_forward_hook(lambda mod, i, o: calls.append(i[0].detach().clone()))
+    loss, stats = obj.loss(m, x, y, step_ctx=ctx)
+    h.remove()
+    assert len(calls) == 3
+    u = torch.rand(x.shape, generator=ctx.generator("gradalign"), dtype=x.dtype)
+    start = (x + (2 * u - 1) * eps).clamp(0, 1)
+    g2 = input_grad(m, start, y, create_graph=True)
+    adv = torch.minimum(torch.maximum(start + alpha * g2.detach().sign(), x - eps), x + eps).clamp(0, 1)
+    assert torch.allclose(calls[1], adv, atol=1e-12) and torch.allclose(obj.perturb(m, x, y, ctx), adv, atol=1e-12)
+    assert (adv - x).abs().max() <= eps + 1e-12 and not torch.equal(adv, (x + eps * g2.sign()).clamp(0, 1))
+    g1 = input_grad(m, x, y, create_graph=True)
+    cos = (g1 * g2).sum(1) / (g1.norm(dim=1) * g2.norm(dim=1))
+    assert_same(loss, F.cross_entropy(m(adv), y) + 0.7 * (1 - cos).mean(), m)
+    assert float(stats["grad_cosine"]) == pytest.approx(float(cos.mean()))
+    ctx_eval = StepContext(epoch=2, step=5, indices=ctx.indices, seed=ctx.seed,
+                           clf=Classifier(m, eval_mode=True, check_bounds=False))
+    loss_eval, _ = obj.loss(m, x, y, step_ctx=ctx_eval)
+    assert_same(obj.loss(m, x, y, step_ctx=ctx)[0], loss_eval, m)
+    with pytest.raises(ConfigError, match="alpha"):
+        GradAlign(eps, random_start=True, alpha=0.0)
+
+
 def test_trades_shares_the_clean_forward_with_its_attack() -> None:
     """In train mode the loss's clean logits give the attack its clean probabilities: steps + 2 forward passes, and
     the same KL-maximising point as ``perturb`` with its own clean pass."""

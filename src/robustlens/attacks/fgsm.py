@@ -54,15 +54,21 @@ class FGSM(BoundedAttack):
                          name=self.name)
         return iterate(clf, x, criterion, rng, cfg, _OneStep(self.p, self.eps), ce_loss)
 
-    def from_gradient(self, clf: Classifier, x: Tensor, grad: Tensor) -> Tensor:
-        """The FGSM example of ``x`` (zero start) from the input gradient of the loss at ``x``, already computed:
-        what :meth:`run` returns for that gradient, without spending its forward and backward pass (GradAlign
-        takes its clean gradient once for both its FGSM step and its regulariser)."""
+    def from_gradient(self, clf: Classifier, x: Tensor, grad: Tensor, *, start: Tensor | None = None,
+                      alpha: float | None = None) -> Tensor:
+        """The FGSM example of ``x`` from an input gradient already computed, without spending :meth:`run`'s forward
+        and backward pass: a step of ``alpha`` (default ``eps``) from ``start`` (default ``x``, where ``grad`` is then
+        the gradient at ``x``, as :meth:`run` computes it), projected onto the ball around ``x`` and the bounds.
+
+        GradAlign takes the gradients its regulariser needs once and steps from one of them: the clean gradient
+        (zero start), or the gradient at its uniform point (random start, Wong et al.'s FGSM-RS step).
+        """
         x = x.detach()
         if self.eps == 0 or x.shape[0] == 0:
             return x.clone()
         proj = make_projector(clf, self.p, self.eps, self.clip)
-        adv = _signed_step(self.p, self.eps, x, x, grad.detach(), proj)
+        xk = x if start is None else start.detach()
+        adv = _signed_step(self.p, self.eps if alpha is None else float(alpha), x, xk, grad.detach(), proj)
         return clf.clip(adv) if self.clip else adv
 
 

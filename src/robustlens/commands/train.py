@@ -160,7 +160,7 @@ def build_model(name: str, data: ImageData, seed: int) -> nn.Module:
 _OBJECTIVE_OPTIONS = {
     "--steps": "steps", "--step-size": "step_size", "--norm": "norm", "--beta": "beta", "--lam": "lam",
     "--alpha": "alpha", "--cure-h": "h", "--overshoot": "overshoot", "--max-norm": "max_norm",
-    "--adv-weight": "weight", "--acet-noise": "noise",
+    "--adv-weight": "weight", "--acet-noise": "noise", "--random-start": "random_start",
 }
 _RADIUS_NAMES = ("eps", "eta", "sigma")
 
@@ -289,7 +289,11 @@ def train(
     beta: Annotated[float | None, typer.Option("--beta", help="TRADES weight of the KL term (default 6).")] = None,
     lam: Annotated[float | None, typer.Option("--lam", help="Regulariser weight (gradalign 0.2, cure 4, acet 1).")]
     = None,
-    alpha: Annotated[str | None, typer.Option("--alpha", help="fgsm-rs step size (default 1.25 eps).")] = None,
+    alpha: Annotated[str | None, typer.Option("--alpha", help="FGSM step size (fgsm-rs: default 1.25 eps; "
+                                              "gradalign: eps, or 1.25 eps with --random-start).")] = None,
+    random_start: Annotated[bool | None, typer.Option("--random-start/--zero-start", help="gradalign: take the FGSM "
+                                                      "step from the regulariser's uniform point (FGSM-RS) instead "
+                                                      "of the clean input (default: zero start).")] = None,
     cure_h: Annotated[float | None, typer.Option("--cure-h", help="CURE finite-difference step h (default 1.5).")]
     = None,
     overshoot: Annotated[float | None, typer.Option("--overshoot", help="DeepFool overshoot (deepfool; default "
@@ -340,8 +344,8 @@ def _train(*, model: str, data: str, data_root: Path | None, download: bool, spl
            eval_limit: int, epochs: int, batch_size: int, lr: float, optimizer: OptimizerChoice, momentum: float,
            schedule: ScheduleChoice, weight_decay: float, objective: str, eps: str | None, steps: int | None,
            step_size: str | None, norm: str | None, beta: float | None, lam: float | None, alpha: str | None,
-           cure_h: float | None, overshoot: float | None, max_norm: float | None, adv_weight: float | None,
-           acet_noise: str | None, attack_mode: AttackModeChoice, test_data: list[str] | None,
+           random_start: bool | None, cure_h: float | None, overshoot: float | None, max_norm: float | None,
+           adv_weight: float | None, acet_noise: str | None, attack_mode: AttackModeChoice, test_data: list[str] | None,
            test_root: Path | None, out: Path, resume: bool, overwrite: bool, stop_after: int, progress: bool,
            seed: int, device: str) -> TrainRun | None:
     import torch
@@ -368,7 +372,7 @@ def _train(*, model: str, data: str, data_root: Path | None, download: bool, spl
 
     obj = build_objective(objective, number(eps, "--eps"), {
         "--steps": steps, "--step-size": number(step_size, "--step-size"), "--norm": norm, "--beta": beta,
-        "--lam": lam, "--alpha": number(alpha, "--alpha"),
+        "--lam": lam, "--alpha": number(alpha, "--alpha"), "--random-start": random_start,
         "--cure-h": cure_h, "--overshoot": overshoot, "--max-norm": max_norm, "--adv-weight": adv_weight,
         "--acet-noise": acet_noise,
     })

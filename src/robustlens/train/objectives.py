@@ -16,6 +16,7 @@ IV-C4 eq. (22)-(23) (ACET).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -36,7 +37,7 @@ def _view(v: Tensor, like: Tensor) -> Tensor:
     return v.reshape(-1, *([1] * (like.ndim - 1)))
 
 
-def input_grad(model: nn.Module, x: Tensor, fn: Any, *, create_graph: bool) -> tuple[Tensor, Tensor]:
+def input_grad(model: Callable[[Tensor], Tensor], x: Tensor, fn: Any, *, create_graph: bool) -> tuple[Tensor, Tensor]:
     """``(per-sample values fn(model(x)), d sum(values) / dx)``; with ``create_graph`` the gradient is differentiable
     with respect to the weights (double back-propagation, used by GradAlign and CURE)."""
     with torch.enable_grad():
@@ -194,70 +195,91 @@ class GradAlign(_OnPerturbed):
     Linf eps-ball. Both input gradients are differentiated (double back-propagation); keeping them aligned keeps the
     loss locally linear, which prevents catastrophic overfitting (paper Sec. III-B2).
 
-    When the attack sees the model in the mode it is trained in (the trainer's default ``attack_mode="train"``), the
-    FGSM step is taken from the regulariser's clean gradient, which is the same gradient: a step costs three forward
-    passes (clean, FGSM point, noisy point), not four.
+    The FGSM step reuses one of the regulariser's gradients, so a step costs three forward passes (clean, noisy
+    point, FGSM point), not four: with a zero start (the authors' main setting) it steps ``alpha`` from ``x`` along
+    the clean gradient; with ``random_start`` it steps ``alpha`` from the uniform point ``x + eta`` along the
+    gradient there (the FGSM-RS step of Wong et al., which the authors' code also offers), projected onto the ball.
+    When the attack sees the model in eval mode (``attack_mode="eval"``) the step's gradient is taken in eval mode
+    with a pass of its own.
 
     Args:
-        eps: radius; the FGSM step is ``eps`` from the clean input.
+        eps: radius.
         lam: regularisation weight (Andriushchenko and Flammarion use 0.2 at eps = 8/255 on CIFAR-10 and scale
             it with eps).
         detach_clean: hold the clean gradient constant and differentiate only the one at the noisy point, as the
             authors' code does: one double back-propagation instead of two (a different weight gradient; off by
             default).
+        random_start: take the FGSM step from the regulariser's uniform point instead of the clean input.
+        alpha: FGSM step size (default ``eps`` from a zero start, ``1.25 eps`` from a random start).
     """
 
     name = "gradalign"
 
-    def __init__(self, eps: float, *, lam: float = 0.2, norm: float | str = INF, detach_clean: bool = False) -> None:
+    def __init__(self, eps: float, *, lam: float = 0.2, norm: float | str = INF, detach_clean: bool = False,
+                 random_start: bool = False, alpha: float | None = None) -> None:
         self.eps = check_eps(eps)
         self.lam = float(lam)
         self.p = parse_norm(norm)
         self.detach_clean = bool(detach_clean)
+        self.random_start = bool(random_start)
+        self.alpha = float(alpha) if alpha is not None else (1.25 if self.random_start else 1.0) * self.eps
         if self.p != INF:
             raise ConfigError("GradAlign is implemented for the Linf norm (the uniform noise is drawn in the cube)")
+        if not self.alpha > 0:
+            raise ConfigError(f"alpha (the FGSM step) must be > 0, got {alpha}")
         from ..attacks.fgsm import FGSM
 
         self._attack = FGSM(norm=self.p, eps=self.eps)
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
-        return run_attack(self._attack, x, y, step_ctx, self.name)
+        clf = step_ctx.clf
+        start = self.noise(x, step_ctx) if self.random_start else x.detach()
+        with clf.analysis_mode():
+            _, g = input_grad(clf.forward, start, self._ce(y), create_graph=False)
+        return self._attack.from_gradient(clf, x, g, start=start, alpha=self.alpha)
 
     def noise(self, x: Tensor, step_ctx: StepContext) -> Tensor:
         """The uniform point of the eps-cube where the second gradient is taken (clipped to the bounds)."""
         u = torch.rand(x.shape, generator=step_ctx.generator(self.name), device=x.device, dtype=x.dtype)
         return step_ctx.clf.clip(x + (2 * u - 1) * self.eps)
 
-    def regulariser(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext,
-                    g1: Tensor | None = None) -> Tensor:
-        """Per-sample ``1 - cos(grad_x CE(x), grad_x CE(x + eta))``, differentiable in the weights (the clean gradient
-        only without ``detach_clean``); ``g1``: the clean gradient when it is already computed."""
+    @staticmethod
+    def _ce(y: Tensor) -> Any:
         def ce(z: Tensor) -> Tensor:
             return F.cross_entropy(z, y, reduction="none")
 
+        return ce
+
+    def regulariser(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext,
+                    g1: Tensor | None = None, g2: Tensor | None = None) -> Tensor:
+        """Per-sample ``1 - cos(grad_x CE(x), grad_x CE(x + eta))``, differentiable in the weights (the clean gradient
+        only without ``detach_clean``); ``g1``, ``g2``: the clean and noisy gradients when already computed."""
         if g1 is None:
-            _, g1 = input_grad(model, x, ce, create_graph=not self.detach_clean)
+            _, g1 = input_grad(model, x, self._ce(y), create_graph=not self.detach_clean)
         if self.detach_clean:
             g1 = g1.detach()
-        _, g2 = input_grad(model, self.noise(x, step_ctx), ce, create_graph=True)
+        if g2 is None:
+            _, g2 = input_grad(model, self.noise(x, step_ctx), self._ce(y), create_graph=True)
         return 1.0 - F.cosine_similarity(g1.flatten(1), g2.flatten(1), dim=1, eps=1e-12)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, step_ctx: StepContext) -> tuple[Tensor, dict[str, Any]]:
-        g1 = None
-        if step_ctx.clf.eval_mode:
+        g1 = g2 = None
+        clf = step_ctx.clf
+        if clf.eval_mode:
             # the attack sees the model in eval mode, the regulariser in train mode: two different gradients
             adv = self.perturb(model, x, y, step_ctx)
+        elif self.random_start:
+            # FGSM-RS's gradient at the uniform point is the regulariser's noisy gradient: take it once
+            start = self.noise(x, step_ctx)
+            _, g2 = input_grad(model, start, self._ce(y), create_graph=True)
+            adv = self._attack.from_gradient(clf, x, g2, start=start, alpha=self.alpha)
         else:
-            # FGSM's gradient is the regulariser's clean gradient (same model, mode and input): take it once and step
-            # from it instead of spending a separate forward and backward pass on the attack
-            def ce_none(z: Tensor) -> Tensor:
-                return F.cross_entropy(z, y, reduction="none")
-
-            _, g1 = input_grad(model, x, ce_none, create_graph=not self.detach_clean)
-            adv = self._attack.from_gradient(step_ctx.clf, x, g1)
+            # FGSM's gradient is the regulariser's clean gradient (same model, mode and input): take it once
+            _, g1 = input_grad(model, x, self._ce(y), create_graph=not self.detach_clean)
+            adv = self._attack.from_gradient(clf, x, g1, alpha=self.alpha)
         logits = model(adv)
         ce = F.cross_entropy(logits, y)
-        reg = self.regulariser(model, x, y, step_ctx, g1=g1).mean()
+        reg = self.regulariser(model, x, y, step_ctx, g1=g1, g2=g2).mean()
         return ce + self.lam * reg, {"accuracy": _accuracy(logits, y), "ce": ce.detach(),
                                      "grad_cosine": 1.0 - reg.detach()}
 
