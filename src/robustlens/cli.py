@@ -20,7 +20,9 @@ def main() -> None:
     import sys
 
     from .errors import RobustLensError
+    from .perf import tune_cpu_allocator
 
+    tune_cpu_allocator()  # the command line owns its process: keep freed CPU buffers (robustlens.perf)
     try:
         app()
     except RobustLensError as e:
