@@ -1,7 +1,7 @@
 """Training benchmarks and reproductions (docs/training.md, benchmarks/results/training.md).
 
-    python benchmarks/training.py timing [--batches 20] [--repeats 3] [--data mnist-embedded|mnist]
-                                         [--only pgd-3,fgsm-rs] [--warmup]
+    python benchmarks/training.py [--cpu-allocator tuned|default] timing [--batches 20] [--repeats 3]
+                                         [--data mnist-embedded|mnist] [--only pgd-3,fgsm-rs] [--warmup]
         Epoch time of each objective as a multiple of a standard epoch (same model, data, batches, one thread),
         beside the floor (passes per step: k+1 for PGD-k, 2 for FGSM-RS), in wall-clock time (EpochRecord.time_s)
         and in process CPU time (less sensitive to other processes on a shared machine).
@@ -85,9 +85,11 @@ def timing(args: argparse.Namespace) -> None:
         "pgd-3": PGDAT(eps, steps=3),
         "pgd-7": PGDAT(eps, steps=7),
         "pgd-10": PGDAT(eps, steps=10),
+        "pgd-40": PGDAT(eps, steps=40, step_size=0.01),
         "trades-10": TRADES(eps, steps=10),
         "gradalign": GradAlign(eps),
         "gradalign-detach": GradAlign(eps, detach_clean=True),
+        "gradalign-rs": GradAlign(eps, random_start=True),
         "cure": CURE(h=0.5, lam=1.0),
         "deepfool": DeepFoolAT(max_iter=5),
         "gaussian": GaussianAugmentation(0.25),
@@ -98,8 +100,8 @@ def timing(args: argparse.Namespace) -> None:
         if unknown:
             raise SystemExit(f"unknown objectives {unknown}; choose from {', '.join(objectives)}")
         objectives = {k: objectives[k] for k in keep}
-    floor = {"standard": 1, "fgsm": 2, "fgsm-rs": 2, "pgd-3": 4, "pgd-7": 8, "pgd-10": 11, "trades-10": 12,
-             "gaussian": 1}
+    floor = {"standard": 1, "fgsm": 2, "fgsm-rs": 2, "pgd-3": 4, "pgd-7": 8, "pgd-10": 11, "pgd-40": 41,
+             "trades-10": 12, "gaussian": 1}
     times: dict[str, list[float]] = {k: [] for k in objectives}  # wall-clock seconds of the epoch
     cpu_times: dict[str, list[float]] = {k: [] for k in objectives}  # process CPU seconds
     if args.warmup:  # one-time costs of the process (kernel selection, allocator growth) outside the timed runs
@@ -120,7 +122,8 @@ def timing(args: argparse.Namespace) -> None:
                 if ln.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# {cpu}, torch {torch.__version__}, 1 thread, {args.batches} batches of {args.batch_size}, "
-          f"smallcnn{MODEL_KW}, median of {args.repeats}, load average {load:.1f} at the end")
+          f"smallcnn{MODEL_KW}, median of {args.repeats}, load average {load:.1f} at the end, "
+          f"CPU allocator {args.cpu_allocator}")
     print("| objective | epoch time (s) | x standard | CPU time (s) | x standard (CPU) | floor (passes) | "
           "ratio / floor (wall, CPU) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -377,6 +380,56 @@ def _histories(runs: Path, tags: list[str]) -> dict:
     return out
 
 
+#: Cost of one epoch in standard epochs (quiet-CPU medians of the timing benchmark with the tuned allocator,
+#: BENCHMARKS.md).
+EPOCH_COST = {"standard": 1.0, "fgsm": 2.04, "fgsm-rs": 2.17, "gradalign": 5.15, "gradalign-detach": 4.09,
+              "gradalign-rs": 5.56, "pgd-10": 10.83, "pgd-40": 40.01, "cure": 4.36, "gaussian": 1.10}
+
+
+def run_cost(s: dict) -> float:
+    """Training cost of a run in standard epochs: its epochs times the per-epoch cost of its objective."""
+    name, obj = s["config"]["objective"], s["config"]["objective_config"]
+    if name == "pgd":
+        key = "pgd-40" if obj.get("steps") == 40 else "pgd-10"
+    elif name == "gradalign":
+        key = ("gradalign-detach" if obj.get("detach_clean") else
+               "gradalign-rs" if obj.get("random_start") else "gradalign")
+    else:
+        key = name
+    return s["epochs_done"] * EPOCH_COST[key]
+
+
+def schedules_figure(root: Path, path: Path) -> None:
+    """Per-epoch PGD-10 accuracy of the equal-schedule runs under ROOT/e10 and final PGD-40 accuracy against training
+    cost for every run under ROOT (docs/training.md, "Equal schedules")."""
+    import matplotlib.pyplot as plt
+
+    from robustlens.train import TrainingHistory
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for f in sorted((root / "e10").glob("*/history.json")):
+        h = TrainingHistory.load(f)
+        rob = h.series("metrics.robust_accuracy")
+        if all(v != v for v in rob):
+            rob = h.series("metrics.pgd_accuracy")
+        axes[0].plot([r.epoch + 1 for r in h.records], rob, marker="o", ms=3, label=f.parent.name)
+    axes[0].set(xlabel="epoch", ylabel="PGD-10 accuracy (500 test images)", title="10-epoch schedule, eps = 0.3")
+    axes[0].legend(fontsize=7)
+    for f in sorted(root.glob("*/*/summary.json")):
+        s = json.loads(f.read_text())
+        marker = {"e3": "s", "e10": "o"}.get(f.parent.parent.name, "^")
+        axes[1].scatter(run_cost(s), 100 * s["pgd40_heldout"], marker=marker)
+        axes[1].annotate(f.parent.name, (run_cost(s), 100 * s["pgd40_heldout"]), fontsize=6, xytext=(3, 2),
+                         textcoords="offset points")
+    axes[1].set(xlabel="training cost (standard epochs)", ylabel="PGD-40 accuracy, eps 0.3 (10,000)")
+    axes[1].set_title("squares: 3 epochs, circles: 10, triangles: GradAlign variants (7)", fontsize=9)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def figures(args: argparse.Namespace) -> None:
     """docs/figures/training_curves.png (robust and clean accuracy per epoch of the main runs),
     training_catastrophic.png (PGD / FGSM accuracy and gradient cosine of the single-step runs, flagged epochs in red)
@@ -430,6 +483,8 @@ def figures(args: argparse.Namespace) -> None:
         fig.tight_layout()
         fig.savefig(out / "training_catastrophic.png", dpi=90)
         plt.close(fig)
+    if args.schedules:
+        schedules_figure(Path(args.schedules), out / "training_schedules.png")
     certs = {t: runs / t / "certify.json" for t in ("gaussian-0.25", "gaussian-0.5")}
     certs = {t: f for t, f in certs.items() if f.is_file()}
     if certs:
@@ -446,6 +501,9 @@ def figures(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cpu-allocator", choices=["tuned", "default"], default="tuned",
+                    help="tuned: keep freed CPU buffers with the process (robustlens.perf, as the CLI does); "
+                         "default: glibc's own thresholds")
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("timing")
     t.add_argument("--batches", type=int, default=10)
@@ -501,7 +559,13 @@ def main() -> None:
     f.add_argument("--runs", default="runs/suite", help="the suite's runs")
     f.add_argument("--co-runs", default=None, help="runs of fgsm-co / fgsm-rs / gradalign (default: --runs)")
     f.add_argument("--out", default="docs/figures")
+    f.add_argument("--schedules", default=None,
+                   help="folder of the equal-schedule runs (e3/, e10/, gradalign-variants/): training_schedules.png")
     args = ap.parse_args()
+    if args.cpu_allocator == "tuned":
+        from robustlens.perf import tune_cpu_allocator
+
+        tune_cpu_allocator()
     {"timing": timing, "repro": repro, "suite": suite, "table": table, "figures": figures}[args.cmd](args)
 
 

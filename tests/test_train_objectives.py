@@ -56,6 +56,18 @@ def assert_same(obj_loss: torch.Tensor, ref_loss: torch.Tensor, model: nn.Module
         assert torch.allclose(a, b, atol=atol, rtol=1e-6)
 
 
+def loss_with_forward_inputs(obj, m: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                             ctx: StepContext) -> tuple[torch.Tensor, dict, list[torch.Tensor]]:
+    """``obj.loss`` and the inputs of every forward pass of ``m`` it made, in order."""
+    calls: list[torch.Tensor] = []
+    h = m.register_forward_hook(lambda mod, i, o: calls.append(i[0].detach().clone()))
+    try:
+        loss, stats = obj.loss(m, x, y, step_ctx=ctx)
+    finally:
+        h.remove()
+    return loss, stats, calls
+
+
 def input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
     xg = x.detach().requires_grad_(True)
     loss = F.cross_entropy(model(xg), y, reduction="sum")
@@ -254,10 +266,7 @@ def test_gradalign_steps_from_its_clean_gradient_in_three_forward_passes() -> No
     m, (x, y) = tiny(), batch()
     obj = GradAlign(0.1, lam=0.7)
     ctx = ctx_for(m)
-    calls = []
-    h = m.register_forward_hook(lambda mod, i, o: calls.append(i[0].detach().clone()))
-    loss, _ = obj.loss(m, x, y, step_ctx=ctx)
-    h.remove()
+    loss, _, calls = loss_with_forward_inputs(obj, m, x, y, ctx)
     assert len(calls) == 3
     assert torch.equal(calls[1], obj.perturb(m, x, y, ctx))
     # an eval-mode attack classifier takes the attack's own pass, with the same result on a model without BN/dropout
@@ -294,10 +303,7 @@ def test_gradalign_random_start_steps_from_its_noisy_gradient() -> None:
     obj = GradAlign(eps, lam=0.7, random_start=True)
     assert obj.alpha == pytest.approx(alpha)
     ctx = ctx_for(m)
-    calls = []
-    h = m.register_forward_hook(lambda mod, i, o: calls.append(i[0].detach().clone()))
-    loss, stats = obj.loss(m, x, y, step_ctx=ctx)
-    h.remove()
+    loss, stats, calls = loss_with_forward_inputs(obj, m, x, y, ctx)
     assert len(calls) == 3
     u = torch.rand(x.shape, generator=ctx.generator("gradalign"), dtype=x.dtype)
     start = (x + (2 * u - 1) * eps).clamp(0, 1)
@@ -323,18 +329,12 @@ def test_trades_shares_the_clean_forward_with_its_attack() -> None:
     m, (x, y) = tiny(), batch()
     obj = TRADES(0.1, beta=3.0, steps=3)
     ctx = ctx_for(m)
-    calls = []
-    h = m.register_forward_hook(lambda mod, i, o: calls.append(i[0].detach().clone()))
-    obj.loss(m, x, y, step_ctx=ctx)
-    h.remove()
+    _, _, calls = loss_with_forward_inputs(obj, m, x, y, ctx)
     assert len(calls) == 3 + 2
     assert torch.equal(calls[-1], obj.perturb(m, x, y, ctx))
 
 
 def test_cure_takes_its_clean_logits_from_the_gradient_pass() -> None:
     m, (x, y) = tiny(), batch()
-    calls = []
-    h = m.register_forward_hook(lambda mod, i, o: calls.append(1))
-    CURE(h=0.3, lam=2.0).loss(m, x, y, step_ctx=ctx_for(m))
-    h.remove()
+    _, _, calls = loss_with_forward_inputs(CURE(h=0.3, lam=2.0), m, x, y, ctx_for(m))
     assert len(calls) == 2  # x (loss and clean gradient) and x + h z
