@@ -490,8 +490,10 @@ def _(tmp: Path) -> None:
     before = _snapshot(tmp)
     with pytest.MonkeyPatch.context() as mp:
         _fail_fsync_after(mp, ok=0)
-        with pytest.raises(OSError, match="No space left on device"):
+        full = r"could not write .*fgsm.*No space left on device\. Free some space"
+        with pytest.raises(StorageError, match=full) as e:
             FGSM(eps=0.2)(cnn(), images(), seed=0).save(path)
+    assert e.value.errno == errno.ENOSPC and isinstance(e.value.__cause__, OSError)
     assert _snapshot(tmp) == before  # the earlier result is intact and no temporary file is left
     again = Result.load(path)
     assert torch.equal(again.adversarial, res.adversarial)  # type: ignore[attr-defined]

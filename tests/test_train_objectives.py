@@ -250,6 +250,10 @@ def test_make_objective_and_errors() -> None:
     assert isinstance(make_objective("pgd", eps=0.2, steps=3), PGDAT)
     assert make_objective("gaussian", eps=0.5).sigma == 0.5
     assert make_objective("acet", eps=0.2).eta == 0.2
+    with pytest.raises(ConfigError, match="takes no options besides eps.*lam"):
+        make_objective("standard", lam=1.0)
+    with pytest.raises(TypeError, match="bogus"):  # the other objectives reject unknown keywords themselves
+        make_objective("pgd", eps=0.1, bogus=1)
     with pytest.raises(ConfigError, match="unknown objective"):
         make_objective("nope")
     with pytest.raises(ConfigError, match="eps"):

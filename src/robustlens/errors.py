@@ -27,6 +27,15 @@ class CorruptFileError(RobustLensError):
     """A data or model file is truncated, corrupt or fails its checksum (delete it and fetch it again)."""
 
 
+class StorageError(RobustLensError):
+    """A result, checkpoint or report could not be written (a full disk, no permission, a read-only folder); the
+    previous file at that path is untouched. ``errno`` and ``__cause__`` hold the operating system's error."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 class MissingDependencyError(ImportError):
     """An optional package needed by the requested feature is not installed (the message names it)."""
 

@@ -21,6 +21,8 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
+from .errors import StorageError
+
 SCHEMA_VERSION = 1
 _REGISTRY: dict[str, type[Result]] = {}
 T = TypeVar("T", bound="Result")
@@ -29,22 +31,30 @@ T = TypeVar("T", bound="Result")
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename.
 
-    If writing fails (a full disk, a kill), the previous content of ``path`` is untouched.
+    If writing fails (a full disk, a kill), the previous content of ``path`` is untouched and the temporary file is
+    removed; an operating-system error is raised as :class:`~robustlens.errors.StorageError`, whose message says what
+    to do.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as e:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if isinstance(e, OSError):
+            raise StorageError(
+                f"could not write {path} ({len(data):,} bytes): {e.strerror or e}. Free some space or choose a folder "
+                "you can write to; the file already at that path (if any) is unchanged", e.errno) from e
         raise
 
 

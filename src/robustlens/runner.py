@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from .classifier import Classifier
-from .errors import ConfigError, InputError, RobustLensError, RobustLensWarning
+from .errors import ConfigError, InputError, RobustLensWarning, StorageError
 from .results import Result, atomic_write_bytes
 
 STATE_VERSION = 1
@@ -47,10 +47,6 @@ _BATCH_RE = re.compile(r"^batch_(\d{6})\.npz$")
 _INDEX_KEY = "__indices__"
 
 BatchFn = Callable[[Tensor, "Tensor | None", Tensor], "Mapping[str, Tensor] | Result"]
-
-
-class StorageError(RobustLensError):
-    """Results could not be written to the state directory (a full disk, a read-only folder...)."""
 
 
 # ---------------------------------------------------------------------------------------------- hashing
@@ -241,7 +237,8 @@ def _read_batch(path: Path) -> tuple[dict[str, Tensor], Tensor]:
 def _write(path: Path, data: bytes, done: int, state_dir: Path) -> None:
     try:
         atomic_write_bytes(path, data)
-    except OSError as e:
+    except StorageError as err:
+        e = err.__cause__ if isinstance(err.__cause__, OSError) else OSError(err.errno, str(err))
         what = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
         raise StorageError(
             f"could not write evaluation results to {path} ({what}). The {done} batch(es) finished before are "
@@ -430,10 +427,11 @@ def run_evaluation(
             result = _merge(parts, dict(config or {}), fingerprint)
             try:
                 result.save(sdir / "result.json")
-            except OSError as e:
+            except StorageError as e:
+                cause = e.__cause__ if isinstance(e.__cause__, OSError) else None
                 raise StorageError(
-                    f"could not write the merged result to {sdir} ({e.strerror or e}); the batch files are "
-                    "intact: free space and rerun with resume=True"
+                    f"could not write the merged result to {sdir} ({cause.strerror if cause else e}); the batch "
+                    "files are intact: free space and rerun with resume=True"
                 ) from e
         _barrier()
         if result is None:

@@ -544,6 +544,9 @@ def make_objective(name: str, *, eps: float = 0.3, steps: int = 10, **kwargs: An
     ``eta`` for ``acet``; ``steps`` applies to ``pgd``, ``trades`` and ``acet``)."""
     if name not in OBJECTIVES:
         raise ConfigError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
+    if name in ("standard", "gaussian") and kwargs:
+        raise ConfigError(f"objective {name!r} takes no options besides eps (sigma for gaussian); got "
+                          f"{', '.join(sorted(kwargs))}")
     if name == "standard":
         return Standard()
     if name in ("pgd", "trades"):
