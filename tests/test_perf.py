@@ -4,10 +4,9 @@ page-faulting (minor faults counted by the kernel, in a fresh process for each s
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
-
-import pytest
 
 from robustlens.perf import ENV_VAR
 
@@ -39,14 +38,14 @@ def _faults(mode: str, env: dict[str, str] | None = None) -> tuple[bool, int]:
     return out[0] == "True", int(out[1])
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_tuned_allocator_stops_page_faults_on_reallocation():
     applied, tuned = _faults("tuned")
-    if not applied:
-        pytest.skip("this C library has no mallopt (not glibc)")
-    _, default = _faults("default")
-    # by default freed buffers go back to the kernel (mapped afresh, or trimmed off the heap) and fault again;
-    # tuned, the same heap block is reused (measured over 20 steps: 17,000-132,000 faults against 0-1,600)
-    assert default > 5000 and tuned < default / 5, (default, tuned)
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert applied is glibc  # glibc accepts both settings; elsewhere the call reports that it changed nothing
     opted_out, _ = _faults("tuned", {ENV_VAR: "default"})
     assert opted_out is False
+    if glibc:
+        _, default = _faults("default")
+        # by default freed buffers go back to the kernel (mapped afresh, or trimmed off the heap) and fault again;
+        # tuned, the same heap block is reused (measured over 20 steps: 17,000-132,000 faults against 0-1,600)
+        assert default > 5000 and tuned < default / 5, (default, tuned)

@@ -29,11 +29,13 @@ class CorruptFileError(RobustLensError):
 
 class StorageError(RobustLensError):
     """A result, checkpoint or report could not be written (a full disk, no permission, a read-only folder); the
-    previous file at that path is untouched. ``errno`` and ``__cause__`` hold the operating system's error."""
+    previous file at that path is untouched. ``errno`` and ``reason`` (e.g. "No space left on device") come from the
+    operating system's error, which is also the ``__cause__``."""
 
-    def __init__(self, message: str, errno: int | None = None) -> None:
+    def __init__(self, message: str, errno: int | None = None, reason: str | None = None) -> None:
         super().__init__(message)
         self.errno = errno
+        self.reason = reason or message
 
 
 class MissingDependencyError(ImportError):

@@ -54,7 +54,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         if isinstance(e, OSError):
             raise StorageError(
                 f"could not write {path} ({len(data):,} bytes): {e.strerror or e}. Free some space or choose a folder "
-                "you can write to; the file already at that path (if any) is unchanged", e.errno) from e
+                "you can write to; the file already at that path (if any) is unchanged", e.errno, e.strerror) from e
         raise
 
 

@@ -237,13 +237,12 @@ def _read_batch(path: Path) -> tuple[dict[str, Tensor], Tensor]:
 def _write(path: Path, data: bytes, done: int, state_dir: Path) -> None:
     try:
         atomic_write_bytes(path, data)
-    except StorageError as err:
-        e = err.__cause__ if isinstance(err.__cause__, OSError) else OSError(err.errno, str(err))
-        what = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    except StorageError as e:
+        what = "no space left on device" if e.errno == errno.ENOSPC else e.reason
         raise StorageError(
             f"could not write evaluation results to {path} ({what}). The {done} batch(es) finished before are "
             f"kept intact in {state_dir}: free some space (or choose another state_dir) and rerun with "
-            "resume=True to continue"
+            "resume=True to continue", e.errno, e.reason
         ) from e
 
 
@@ -428,10 +427,9 @@ def run_evaluation(
             try:
                 result.save(sdir / "result.json")
             except StorageError as e:
-                cause = e.__cause__ if isinstance(e.__cause__, OSError) else None
                 raise StorageError(
-                    f"could not write the merged result to {sdir} ({cause.strerror if cause else e}); the batch "
-                    "files are intact: free space and rerun with resume=True"
+                    f"could not write the merged result to {sdir} ({e.reason}); the batch "
+                    "files are intact: free space and rerun with resume=True", e.errno, e.reason
                 ) from e
         _barrier()
         if result is None:

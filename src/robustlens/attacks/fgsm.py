@@ -66,10 +66,9 @@ class FGSM(BoundedAttack):
         x = x.detach()
         if self.eps == 0 or x.shape[0] == 0:
             return x.clone()
-        proj = make_projector(clf, self.p, self.eps, self.clip)
+        proj = make_projector(clf, self.p, self.eps, self.clip)  # the ball around x, then the bounds
         xk = x if start is None else start.detach()
-        adv = _signed_step(self.p, self.eps if alpha is None else float(alpha), x, xk, grad.detach(), proj)
-        return clf.clip(adv) if self.clip else adv
+        return _signed_step(self.p, self.eps if alpha is None else float(alpha), x, xk, grad.detach(), proj)
 
 
 __all__ = ["FGSM"]
