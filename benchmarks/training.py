@@ -200,7 +200,7 @@ def make_objective(args: argparse.Namespace):  # noqa: ANN201
         return FGSMRS(eps, alpha=args.alpha)
     if name == "gradalign":
         return GradAlign(eps, lam=args.lam, detach_clean=args.detach_clean, random_start=args.random_start,
-                         alpha=args.alpha)
+                         alpha=args.alpha, clip_noise=not args.unclipped_noise)
     if name == "fgsm-co":
         return FGSMAT(eps)
     if name == "cure":
@@ -400,14 +400,16 @@ def run_cost(s: dict) -> float:
 
 
 def schedules_figure(root: Path, path: Path) -> None:
-    """Per-epoch PGD-10 accuracy of the equal-schedule runs under ROOT/e10 and final PGD-40 accuracy against training
-    cost for every run under ROOT (docs/training.md, "Equal schedules")."""
+    """Per-epoch PGD-10 accuracy of the equal-schedule runs under ROOT/e10 (and of GradAlign from a random start at
+    lam 0.03, ROOT/gradalign-rs) and final PGD-40 accuracy against training cost for every run under ROOT
+    (docs/training.md, "Equal schedules")."""
     import matplotlib.pyplot as plt
 
     from robustlens.train import TrainingHistory
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for f in sorted((root / "e10").glob("*/history.json")):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
+    curves = sorted((root / "e10").glob("*/history.json")) + [root / "gradalign-rs" / "ga-rs-l0.03" / "history.json"]
+    for f in curves:
         h = TrainingHistory.load(f)
         rob = h.series("metrics.robust_accuracy")
         if all(v != v for v in rob):
@@ -417,12 +419,13 @@ def schedules_figure(root: Path, path: Path) -> None:
     axes[0].legend(fontsize=7)
     for f in sorted(root.glob("*/*/summary.json")):
         s = json.loads(f.read_text())
-        marker = {"e3": "s", "e10": "o"}.get(f.parent.parent.name, "^")
+        marker = {"e3": "s", "e10": "o", "gradalign-rs": "D"}.get(f.parent.parent.name, "^")
         axes[1].scatter(run_cost(s), 100 * s["pgd40_heldout"], marker=marker)
         axes[1].annotate(f.parent.name, (run_cost(s), 100 * s["pgd40_heldout"]), fontsize=6, xytext=(3, 2),
                          textcoords="offset points")
     axes[1].set(xlabel="training cost (standard epochs)", ylabel="PGD-40 accuracy, eps 0.3 (10,000)")
-    axes[1].set_title("squares: 3 epochs, circles: 10, triangles: GradAlign variants (7)", fontsize=9)
+    axes[1].set_title("squares: 3 epochs, circles: 10, triangles: GradAlign variants (7),\ndiamonds: GradAlign "
+                      "sweep and seeds (10)", fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -530,6 +533,8 @@ def main() -> None:
     r.add_argument("--detach-clean", action="store_true", help="gradalign: hold the clean input gradient constant")
     r.add_argument("--random-start", action="store_true",
                    help="gradalign: FGSM step from the regulariser's uniform point (step --alpha, default 1.25 eps)")
+    r.add_argument("--unclipped-noise", action="store_true",
+                   help="gradalign: take the noisy gradient at x + eta without clipping to [0, 1] (the authors' code)")
     r.add_argument("--h", type=float, default=0.5)
     r.add_argument("--sigma", type=float, default=0.25)
     r.add_argument("--n-cert", type=int, default=0, help="gaussian: certify this many held-out images")

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from robustlens import Classifier, RobustLensWarning, __version__
 from robustlens.commands.train import DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_WEIGHT_DECAY, TrainRun
 from robustlens.data import CIFAR10_MEAN, CIFAR10_STD, load_dataset
+from robustlens.errors import ConfigError
 from robustlens.train import TrainingHistory, fit
 from robustlens.zoo import create_model, load_model, read_weights
 
@@ -71,6 +72,10 @@ def test_every_objective_is_reachable_from_the_command_line():
     ga = build_objective("gradalign", 0.3, {"--random-start": True, "--alpha": 0.375, "--lam": 0.3})
     assert (ga.random_start, ga.alpha, ga.lam) == (True, 0.375, 0.3)
     assert build_objective("gradalign", 0.3, {}).alpha == 0.3  # zero start: one step of eps
+    assert build_objective("gradalign", 0.3, {"--clip-noise": False}).clip_noise is False
+    assert build_objective("gradalign", 0.3, {}).clip_noise is True
+    with pytest.raises(ConfigError, match="--clip-noise does not apply"):
+        build_objective("fgsm-rs", 0.3, {"--clip-noise": False})
 
 
 def test_version():

@@ -327,6 +327,29 @@ def test_gradalign_random_start_steps_from_its_noisy_gradient() -> None:
         GradAlign(eps, random_start=True, alpha=0.0)
 
 
+def test_gradalign_unclipped_noise_takes_the_second_gradient_outside_the_bounds() -> None:
+    """``clip_noise=False`` (the authors' code): the noisy gradient is taken at ``x + eta`` unclipped, which differs
+    from the clipped point where ``x`` touches the bounds; the FGSM point stays inside them."""
+    m, (x, y) = tiny(), batch()
+    x = x.clone()
+    x[:, :8] = 0.0  # pixels on the lower bound, where clipping changes the noisy point
+    obj = GradAlign(0.1, lam=0.7, clip_noise=False)
+    assert obj.config()["clip_noise"] is False
+    ctx = ctx_for(m)
+    loss, stats = obj.loss(m, x, y, step_ctx=ctx)
+    u = torch.rand(x.shape, generator=ctx.generator("gradalign"), dtype=x.dtype)
+    noisy = x + (2 * u - 1) * 0.1
+    assert float(noisy.min()) < 0  # the point does leave the bounds
+    g1 = input_grad(m, x, y, create_graph=True)
+    g2 = input_grad(m, noisy, y, create_graph=True)
+    cos = (g1 * g2).sum(1) / (g1.norm(dim=1) * g2.norm(dim=1))
+    adv = (x + 0.1 * g1.detach().sign()).clamp(0, 1)
+    assert_same(loss, F.cross_entropy(m(adv), y) + 0.7 * (1 - cos).mean(), m)
+    clipped, _ = GradAlign(0.1, lam=0.7).loss(m, x, y, step_ctx=ctx)
+    assert float(clipped) != pytest.approx(float(loss), rel=1e-9)
+    assert float(stats["grad_cosine"]) == pytest.approx(float(cos.mean()))
+
+
 def test_trades_shares_the_clean_forward_with_its_attack() -> None:
     """In train mode the loss's clean logits give the attack its clean probabilities: steps + 2 forward passes, and
     the same KL-maximising point as ``perturb`` with its own clean pass."""

@@ -161,6 +161,7 @@ _OBJECTIVE_OPTIONS = {
     "--steps": "steps", "--step-size": "step_size", "--norm": "norm", "--beta": "beta", "--lam": "lam",
     "--alpha": "alpha", "--cure-h": "h", "--overshoot": "overshoot", "--max-norm": "max_norm",
     "--adv-weight": "weight", "--acet-noise": "noise", "--random-start": "random_start",
+    "--clip-noise": "clip_noise",
 }
 _RADIUS_NAMES = ("eps", "eta", "sigma")
 
@@ -294,6 +295,10 @@ def train(
     random_start: Annotated[bool | None, typer.Option("--random-start/--zero-start", help="gradalign: take the FGSM "
                                                       "step from the regulariser's uniform point (FGSM-RS) instead "
                                                       "of the clean input (default: zero start).")] = None,
+    clip_noise: Annotated[bool | None, typer.Option("--clip-noise/--unclipped-noise", help="gradalign: clip the "
+                                                    "regulariser's uniform point to the data bounds (default) or "
+                                                    "take its gradient unclipped, as the authors' code does.")]
+    = None,
     cure_h: Annotated[float | None, typer.Option("--cure-h", help="CURE finite-difference step h (default 1.5).")]
     = None,
     overshoot: Annotated[float | None, typer.Option("--overshoot", help="DeepFool overshoot (deepfool; default "
@@ -344,10 +349,10 @@ def _train(*, model: str, data: str, data_root: Path | None, download: bool, spl
            eval_limit: int, epochs: int, batch_size: int, lr: float, optimizer: OptimizerChoice, momentum: float,
            schedule: ScheduleChoice, weight_decay: float, objective: str, eps: str | None, steps: int | None,
            step_size: str | None, norm: str | None, beta: float | None, lam: float | None, alpha: str | None,
-           random_start: bool | None, cure_h: float | None, overshoot: float | None, max_norm: float | None,
-           adv_weight: float | None, acet_noise: str | None, attack_mode: AttackModeChoice, test_data: list[str] | None,
-           test_root: Path | None, out: Path, resume: bool, overwrite: bool, stop_after: int, progress: bool,
-           seed: int, device: str) -> TrainRun | None:
+           random_start: bool | None, clip_noise: bool | None, cure_h: float | None, overshoot: float | None,
+           max_norm: float | None, adv_weight: float | None, acet_noise: str | None, attack_mode: AttackModeChoice,
+           test_data: list[str] | None, test_root: Path | None, out: Path, resume: bool, overwrite: bool,
+           stop_after: int, progress: bool, seed: int, device: str) -> TrainRun | None:
     import torch
 
     from .. import Classifier
@@ -373,8 +378,8 @@ def _train(*, model: str, data: str, data_root: Path | None, download: bool, spl
     obj = build_objective(objective, number(eps, "--eps"), {
         "--steps": steps, "--step-size": number(step_size, "--step-size"), "--norm": norm, "--beta": beta,
         "--lam": lam, "--alpha": number(alpha, "--alpha"), "--random-start": random_start,
-        "--cure-h": cure_h, "--overshoot": overshoot, "--max-norm": max_norm, "--adv-weight": adv_weight,
-        "--acet-noise": acet_noise,
+        "--clip-noise": clip_noise, "--cure-h": cure_h, "--overshoot": overshoot, "--max-norm": max_norm,
+        "--adv-weight": adv_weight, "--acet-noise": acet_noise,
     })
     dev = _device_for_rank(device)
     train_set, eval_set = load_data(data, data_root, download, split_seed)

@@ -1,6 +1,8 @@
 #!/bin/bash
-# The GPU runs of docs/training.md ("Equal schedules") and BENCHMARKS.md (H200 rows), as they ran on one H200.
-# usage, from the repository root: bash benchmarks/results/training_schedules_h200/run.sh e3|e10|variants [cuda|cpu]
+# The GPU runs of docs/training.md ("Equal schedules") and BENCHMARKS.md (H200 rows): e3, e10 and variants ran on
+# one H200 (torch 2.11); sweep, seeds and seeds2 (folder gradalign-rs/) on one H100 (80 GB HBM3).
+# usage, from the repository root:
+#   bash benchmarks/results/training_schedules/run.sh e3|e10|variants|sweep|seeds|seeds2 [cuda|cpu]
 # Needs MNIST's four .gz files under $ROBUSTLENS_SHARED_DATA/mnist. Logs and runs go to $OUT (default /tmp/out).
 set -u
 WHAT=$1; DEV=${2:-cuda}
@@ -34,6 +36,26 @@ variants)  # four GradAlign runs at once (each planned 7 of its 10 epochs within
   $R gradalign --random-start --alpha 0.375 --lam 0.1 --tag ga-rs-l0.1 $C > "$O/c.log" 2>&1 &
   $R gradalign --lam 0.1 --tag ga-l0.1 $C > "$O/d.log" 2>&1 &
   ;;
-*) echo "usage: run.sh e3|e10|variants [cuda|cpu]"; exit 2 ;;
+sweep)  # GradAlign from a random start with small weights, zero start at lam 0.2, the authors' unclipped noise
+  C="$C --epochs 10 --budget-minutes 3.6"; G="$R gradalign"
+  $G --random-start --alpha 0.375 --lam 0.03 --tag ga-rs-l0.03 $C > "$O/a.log" 2>&1 &
+  $G --random-start --alpha 0.375 --lam 0.1 --tag ga-rs-l0.1-e10 $C > "$O/b.log" 2>&1 &
+  $G --lam 0.3 --unclipped-noise --tag ga-l0.3-unclipped $C > "$O/c.log" 2>&1 &
+  $G --lam 0.2 --tag ga-l0.2 $C > "$O/d.log" 2>&1 &
+  ;;
+seeds)  # seed replicates (FGSM-RS got 7 of its 10 epochs within the budget)
+  C="$C --epochs 10 --budget-minutes 3.6"; G="$R gradalign"
+  $G --random-start --alpha 0.375 --lam 0.03 --seed 1 --tag ga-rs-l0.03-s1 $C > "$O/a.log" 2>&1 &
+  $G --random-start --alpha 0.375 --lam 0.1 --seed 1 --tag ga-rs-l0.1-s1 $C > "$O/b.log" 2>&1 &
+  $G --random-start --alpha 0.375 --lam 0.3 --tag ga-rs-l0.3-e10 $C > "$O/c.log" 2>&1 &
+  $R fgsm-rs --alpha 0.375 --seed 1 --tag fgsm-rs-s1 $C > "$O/d.log" 2>&1 &
+  ;;
+seeds2)
+  C="$C --epochs 10 --budget-minutes 3.6"; G="$R gradalign"
+  $G --random-start --alpha 0.375 --lam 0.03 --seed 2 --tag ga-rs-l0.03-s2 $C > "$O/a.log" 2>&1 &
+  $G --random-start --alpha 0.375 --lam 0.03 --seed 3 --tag ga-rs-l0.03-s3 $C > "$O/b.log" 2>&1 &
+  $G --random-start --alpha 0.375 --lam 0.1 --seed 2 --tag ga-rs-l0.1-s2 $C > "$O/c.log" 2>&1 &
+  ;;
+*) echo "usage: run.sh e3|e10|variants|sweep|seeds|seeds2 [cuda|cpu]"; exit 2 ;;
 esac
 wait
