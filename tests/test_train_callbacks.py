@@ -187,6 +187,36 @@ def test_detector_rule_needs_both_drop_and_gap() -> None:
         CatastrophicOverfittingDetector(x, y, eps=0.3, action="explode")  # type: ignore[arg-type]
 
 
+def test_detector_flags_a_collapse_of_clean_accuracy() -> None:
+    """Label leaking's signature: held-out clean accuracy collapses while FGSM and PGD accuracy fall together, which
+    the masking rule cannot see. Scripted affine models whose clean accuracy is known exactly: 1, 1, then 0 (the
+    logit difference flips sign); at eps 0.3 none of them is robust, so FGSM and PGD accuracy stay 0."""
+    x, y = affine_data(64)
+    states = [affine_state(10.0, 0.0), affine_state(10.0, 0.0), affine_state(-10.0, 0.0)]
+    assert [closed_form_robust(st, x, y, 0.0) for st in states] == [1.0, 1.0, 0.0]
+
+    def run(**kw) -> tuple:  # noqa: ANN003
+        det = CatastrophicOverfittingDetector(x, y, eps=0.3, pgd_steps=5, n=None, **kw)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer = Trainer(nn.Linear(D, 2).double(), objective=Frozen(), epochs=3, lr=0.1, weight_decay=0.0,
+                              batch_size=32, callbacks=[Script(states), det], progress=False)
+            hist = trainer.fit((x, y))
+        return det, hist, [str(w.message) for w in caught if issubclass(w.category, RobustLensWarning)]
+
+    det, hist, msgs = run()
+    assert hist.series("metrics.clean_accuracy") == [1.0, 1.0, 0.0]
+    assert hist.series("metrics.fgsm_accuracy") == hist.series("metrics.pgd_accuracy") == [0.0, 0.0, 0.0]
+    assert [r.metrics["clean_collapse"] for r in hist.records] == [False, False, True]
+    assert [r.metrics["catastrophic_overfitting"] for r in hist.records] == [False, False, True]
+    assert det.detected_epoch == 2 and len(msgs) == 1 and "clean accuracy fell to 0.000" in msgs[0]
+    assert det.state_dict()["best_clean"] == 1.0
+    _, hist_off, msgs_off = run(clean_drop=None)
+    assert not any(r.metrics["catastrophic_overfitting"] for r in hist_off.records) and not msgs_off
+    with pytest.raises(ConfigError, match="clean_drop"):
+        CatastrophicOverfittingDetector(x, y, eps=0.3, clean_drop=0.0)
+
+
 def tanh_mlp() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(D, 16), nn.Tanh(), nn.Linear(16, 3)).double()
