@@ -1,8 +1,8 @@
 #!/bin/bash
 # The GPU runs of docs/training.md ("Equal schedules") and BENCHMARKS.md (H200 rows): e3, e10 and variants ran on
-# one H200 (torch 2.11); sweep, seeds and seeds2 (folder gradalign-rs/) on one H100 (80 GB HBM3).
+# one H200 (torch 2.11); sweep, seeds, seeds2 and rerun (folder gradalign-rs/) on one H100 (80 GB HBM3).
 # usage, from the repository root:
-#   bash benchmarks/results/training_schedules/run.sh e3|e10|variants|sweep|seeds|seeds2 [cuda|cpu]
+#   bash benchmarks/results/training_schedules/run.sh e3|e10|variants|sweep|seeds|seeds2|rerun [cuda|cpu]
 # Needs MNIST's four .gz files under $ROBUSTLENS_SHARED_DATA/mnist. Logs and runs go to $OUT (default /tmp/out).
 set -u
 WHAT=$1; DEV=${2:-cuda}
@@ -56,6 +56,11 @@ seeds2)
   $G --random-start --alpha 0.375 --lam 0.03 --seed 3 --tag ga-rs-l0.03-s3 $C > "$O/b.log" 2>&1 &
   $G --random-start --alpha 0.375 --lam 0.1 --seed 2 --tag ga-rs-l0.1-s2 $C > "$O/c.log" 2>&1 &
   ;;
-*) echo "usage: run.sh e3|e10|variants|sweep|seeds|seeds2 [cuda|cpu]"; exit 2 ;;
+rerun)  # the same seeds again, with the detector's clean-accuracy rule live
+  C="$C --epochs 10 --budget-minutes 2.3"; G="$R gradalign"
+  $G --random-start --alpha 0.375 --lam 0.3 --tag ga-rs-l0.3-e10-rerun $C > "$O/a.log" 2>&1 &
+  $G --random-start --alpha 0.375 --lam 0.03 --tag ga-rs-l0.03-rerun $C > "$O/b.log" 2>&1 &
+  ;;
+*) echo "usage: run.sh e3|e10|variants|sweep|seeds|seeds2|rerun [cuda|cpu]"; exit 2 ;;
 esac
 wait
