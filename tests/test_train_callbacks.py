@@ -211,6 +211,12 @@ def test_detector_flags_a_collapse_of_clean_accuracy() -> None:
     assert [r.metrics["catastrophic_overfitting"] for r in hist.records] == [False, False, True]
     assert det.detected_epoch == 2 and len(msgs) == 1 and "clean accuracy fell to 0.000" in msgs[0]
     assert det.state_dict()["best_clean"] == 1.0
+    resumed = CatastrophicOverfittingDetector(x, y, eps=0.3, n=None)
+    resumed.load_state_dict(det.state_dict())
+    assert resumed.best_clean == 1.0 and resumed.is_clean_collapse(0.6)
+    legacy = {k: v for k, v in det.state_dict().items() if k != "best_clean"}  # a checkpoint from before the rule
+    resumed.load_state_dict(legacy)
+    assert resumed.best_clean == -1.0 and not resumed.is_clean_collapse(0.0)
     _, hist_off, msgs_off = run(clean_drop=None)
     assert not any(r.metrics["catastrophic_overfitting"] for r in hist_off.records) and not msgs_off
     with pytest.raises(ConfigError, match="clean_drop"):

@@ -146,7 +146,6 @@ class RobustOverfittingTracker:
     def load_state_dict(self, d: dict[str, Any]) -> None:
         self.best_accuracy = float(d["best_accuracy"])
         self.best_epoch = int(d["best_epoch"])
-        self.best_clean = float(d.get("best_clean", -1.0))  # checkpoints written before the clean-accuracy rule
         self.best_state = d.get("best_state")
 
 
