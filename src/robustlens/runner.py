@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
 import io
 import json
 import os
@@ -40,6 +39,9 @@ from torch import Tensor, nn
 from .classifier import Classifier
 from .errors import ConfigError, InputError, RobustLensWarning, StorageError
 from .results import Result, atomic_write_bytes
+from .state import canonical as _canonical
+from .state import diff as _diff
+from .state import model_hash, tensor_hash
 
 STATE_VERSION = 1
 MANIFEST = "manifest.json"
@@ -47,67 +49,6 @@ _BATCH_RE = re.compile(r"^batch_(\d{6})\.npz$")
 _INDEX_KEY = "__indices__"
 
 BatchFn = Callable[[Tensor, "Tensor | None", Tensor], "Mapping[str, Tensor] | Result"]
-
-
-# ---------------------------------------------------------------------------------------------- hashing
-def _hash_tensor(h: Any, t: Tensor) -> None:
-    t = t.detach().cpu().contiguous()
-    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    if t.numel():
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-
-
-def model_hash(model: nn.Module | Classifier) -> str:
-    """A hex digest of a model's state dict (names, dtypes, shapes and values of every parameter and buffer).
-
-    Two models with the same weights have the same hash in every process; used to refuse resuming an evaluation
-    with a different model.
-    """
-    if isinstance(model, Classifier):
-        extra = (model.bounds, None if model.mean is None else model.mean.tolist(),
-                 None if model.std is None else model.std.tolist())
-        model = model.model
-    else:
-        extra = None
-    h = hashlib.blake2b(digest_size=16)
-    h.update(repr(extra).encode())
-    for name, value in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        if isinstance(value, Tensor):
-            _hash_tensor(h, value)
-        else:
-            h.update(repr(value).encode())
-    return h.hexdigest()
-
-
-def tensor_hash(*tensors: Tensor | None) -> str:
-    """A hex digest of the dtypes, shapes and bytes of tensors (``None`` allowed)."""
-    h = hashlib.blake2b(digest_size=16)
-    for t in tensors:
-        if t is None:
-            h.update(b"None")
-        else:
-            _hash_tensor(h, t)
-    return h.hexdigest()
-
-
-def _canonical(value: Any) -> Any:
-    """A JSON-ready canonical form of a configuration value (floats exact, tensors as lists, objects by repr)."""
-    if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    if isinstance(value, Tensor):
-        return value.detach().cpu().tolist()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float):
-        return value if np.isfinite(value) else repr(value)
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    return repr(value)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -244,18 +185,6 @@ def _write(path: Path, data: bytes, done: int, state_dir: Path) -> None:
             f"kept intact in {state_dir}: free some space (or choose another state_dir) and rerun with "
             "resume=True to continue", e.errno, e.reason
         ) from e
-
-
-def _diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k, "<missing>"), new.get(k, "<missing>")
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            out += _diff(a, b, f"{prefix}{k}.")
-        elif a != b:
-            sa, sb = json.dumps(a)[:60], json.dumps(b)[:60]
-            out.append(f"{prefix}{k}: {sa} in the state directory, {sb} now")
-    return out
 
 
 def _prepare_state(state_dir: Path, fingerprint: dict[str, Any], resume: bool, overwrite: bool, rank: int) -> None:
