@@ -84,3 +84,19 @@ def test_checked_validates_arguments_and_defaults() -> None:
     assert numeric_parameters(Thing) == ["alpha", "steps"]
     with pytest.raises(TypeError, match="no parameter"):
         checked(nope=POSITIVE)(lambda x: x)
+
+
+def test_analysis_registry_enumerates_registered_functions() -> None:
+    from robustlens.analyses import ANALYSES, load_all, register_analysis
+
+    @register_analysis("test-identity", kind="test", smoke=lambda clf, x, y, seed: x)
+    def identity(clf: object, x: torch.Tensor) -> torch.Tensor:
+        """Return the inputs."""
+        return x
+
+    try:
+        assert load_all() is ANALYSES and "test-identity" in ANALYSES
+        a = ANALYSES.get("test_identity")
+        assert a.fn is identity and a.kind == "test" and a.summary == "Return the inputs."
+    finally:
+        ANALYSES._entries.pop("test-identity")

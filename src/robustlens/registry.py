@@ -65,7 +65,7 @@ class Registry(Generic[T]):
         key = self._key(name)
         for k in (key, *(self._key(a) for a in aliases)):
             owner = self._aliases.get(k, k if k in self._entries else None)
-            if owner is not None and self._entries[owner].obj is not obj:
+            if owner is not None and self._entries[owner].obj != obj:
                 raise ConfigError(f"{self.kind} name {k!r} is already registered (to {owner!r}); choose another name")
         self._entries[key] = Entry(key, obj, tuple(self._key(a) for a in aliases), dict(meta))
         for a in aliases:
