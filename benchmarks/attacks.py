@@ -49,7 +49,7 @@ from robustlens.attacks.base import Attack
 from robustlens.attacks.deepfool import DeepFool
 from robustlens.attacks.fgsm import FGSM
 from robustlens.attacks.fmn import FMN
-from robustlens.attacks.norms import INF, lp_norm
+from robustlens.norms import INF, lp_norm
 from robustlens.attacks.pgd import PGD
 from robustlens.classifier import Classifier
 from robustlens.data import load_dataset

@@ -172,8 +172,6 @@ def bench_subspaces(name: str, clf: Classifier, x: Tensor, repeats: int) -> dict
         from robustlens.geometry.subspaces import diagonal_dct_subspaces, subspace_margins
     except ImportError:
         return None
-    from robustlens.attacks.minimal_loop import logit_jacobian
-
     subs = diagonal_dct_subspaces(x.shape[1:], block=8)
     t, res = timed(lambda: subspace_margins(clf, x, subs, batch_size=x.shape[0], progress=False), repeats)
     c = clf.num_classes
@@ -184,7 +182,7 @@ def bench_subspaces(name: str, clf: Classifier, x: Tensor, repeats: int) -> dict
     others = torch.arange(c, device=x.device)[None, :] != yp[:, None]
     w = w[others].view(x.shape[0], c - 1, c)  # rows e_k - e_y for k != y
     with clf.analysis_mode():
-        per_step, _ = timed(lambda: logit_jacobian(clf, x, w), max(3, repeats))
+        per_step, _ = timed(lambda: clf.logit_jacobian(x, w), max(3, repeats))
     per_step /= x.shape[0]
     per_fwd = forward_seconds(clf, x, max(3, repeats)) / x.shape[0]
     checks = x.shape[0] * (1 + len(subs))

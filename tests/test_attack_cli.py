@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from robustlens import Classifier
 from robustlens.attacks import PGD, DeepFool
-from robustlens.attacks.base import AttackResult
+from robustlens.attacks.base import AttackResult, MinimalNormAttack
 from robustlens.attacks.registry import ATTACKS, make_attack
 from robustlens.data import load_dataset
 from robustlens.errors import ConfigError
@@ -104,9 +104,13 @@ def test_targeted_class_and_errors(model_file: Path, tmp_path: Path) -> None:
 
 
 def test_registry_builds_every_attack() -> None:
-    for name, spec in ATTACKS.items():
-        att = make_attack(name, spec.norms[-1], None if spec.minimal else 0.1, 3)
-        assert callable(att) and att.name
+    for entry in ATTACKS.entries():
+        meta = entry.meta
+        att = make_attack(entry.name, meta["norms"][-1], None if meta["minimal"] else 0.1, 3)
+        assert isinstance(att, entry.obj) and att.name
+        assert isinstance(att, MinimalNormAttack) == meta["minimal"]
+    assert make_attack("apgd-dlr", eps=0.1).loss == "dlr" and make_attack("APGD", eps=0.1).loss == "ce"
+    assert make_attack("pgd", eps=0.1, steps=7).steps == 7 and make_attack("square", eps=0.1, steps=7).queries == 7
     with pytest.raises(ConfigError):
         make_attack("cw", "Linf")
     with pytest.raises(ConfigError):

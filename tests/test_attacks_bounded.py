@@ -8,10 +8,10 @@ from models import Affine, affine_distance
 
 from robustlens.attacks.apgd import APGD, checkpoints
 from robustlens.attacks.fgsm import FGSM
-from robustlens.attacks.norms import INF, dual, lp_norm, minimal_linear_step_in_box
 from robustlens.attacks.pgd import PGD
 from robustlens.classifier import Classifier
 from robustlens.errors import ConfigError
+from robustlens.norms import INF, dual, lp_norm, minimal_linear_step_in_box
 
 NORMS = {"Linf": INF, "L2": 2.0, "L1": 1.0}
 

@@ -9,10 +9,10 @@ import torch
 from models import Affine, affine_distance
 
 from robustlens.attacks.deepfool import DeepFool
-from robustlens.attacks.norms import dual, lp_norm
 from robustlens.attacks.subspace import SubspaceAttack
 from robustlens.classifier import Classifier
 from robustlens.errors import ConfigError, InputError
+from robustlens.norms import dual, lp_norm
 
 INF = math.inf
 
@@ -33,7 +33,7 @@ def nearest_hyperplane_is_boundary(m: Affine, x: torch.Tensor, p: float) -> torc
     wn = lp_norm(diffs.flatten(0, 1), q).view(f.shape)
     dist = (f / wn.clamp_min(1e-12)).scatter(1, c[:, None], INF)
     k = dist.argmin(1)
-    from robustlens.attacks.norms import minimal_linear_step
+    from robustlens.norms import minimal_linear_step
 
     w = m.W[k] - m.W[c]
     r = minimal_linear_step(w, f.gather(1, k[:, None]).squeeze(1) * 1.001, p)

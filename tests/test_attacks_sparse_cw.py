@@ -12,10 +12,10 @@ from test_attacks_minimal import nearest_hyperplane_is_boundary  # the validity 
 from robustlens.attacks.cw import CarliniWagner
 from robustlens.attacks.deepfool import DeepFool
 from robustlens.attacks.fmn import FMN
-from robustlens.attacks.norms import dual
 from robustlens.attacks.sparsefool import SparseFool
 from robustlens.classifier import Classifier
 from robustlens.errors import ConfigError
+from robustlens.norms import dual
 
 INF = math.inf
 WIDE = (-1e3, 1e3)  # a box that never binds

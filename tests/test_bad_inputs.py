@@ -313,6 +313,111 @@ def _(tmp: Path) -> None:
         PGD(norm=0.5, eps=0.1)
 
 
+@row("attack-step-negative")
+def _(tmp: Path) -> None:
+    for alpha in (-0.01, 0.0, float("nan")):
+        with pytest.raises(ConfigError, match="PGD: alpha must be a finite number > 0"):
+            PGD(eps=0.1, alpha=alpha, random_start=False)
+
+
+@row("attack-count-not-integer")
+def _(tmp: Path) -> None:
+    with pytest.raises(ConfigError, match=r"DeepFool: max_iter must be an integer >= 1, got 2.5 \(not a whole"):
+        DeepFool(max_iter=2.5)  # type: ignore[arg-type]
+
+
+@row("normalization-nan")
+def _(tmp: Path) -> None:
+    with pytest.raises(ConfigError, match="Classifier: std must be a finite number > 0, got nan"):
+        Classifier(TinyCNN(), mean=0.5, std=float("nan"))
+    with pytest.raises(ConfigError, match=r"Classifier: mean\[1\] must be a finite number, got nan"):
+        Classifier(TinyCNN(), mean=[0.5, float("nan"), 0.5], std=[0.2, 0.2, 0.2])
+
+
+@row("nan-logits-at-clean-inputs")
+def _(tmp: Path) -> None:
+    clf = Classifier(_NaNNet(), input_shape=(6,))
+    x = torch.rand(3, 6)
+    with pytest.raises(InputError, match=r"NaN or Inf logits for 3 of 3 input\(s\).*argmax would silently call "
+                                         "them class 0"):
+        clf.accuracy(x, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(InputError, match=r"DeepFool: the model returns NaN or Inf logits for 3 of 3 clean input\(s\)"
+                                         r".*invalid='mark'"):
+        DeepFool()(clf, x)
+
+
+@row("nan-gradient")
+def _(tmp: Path) -> None:
+    clf = Classifier(_SqrtNet(), input_shape=(6,))
+    x = torch.rand(4, 6)
+    x[:, 0] = 0.0  # sqrt'(0) * sqrt(0) = inf * 0 = NaN
+    with pytest.warns(RobustLensWarning, match="DeepFool stopped on 4 of 4 samples: the model's input gradient"):
+        res = DeepFool()(clf, x)
+    with pytest.raises(InputError, match="robust accuracy is unknown: deepfool stopped on 4 correctly classified"):
+        res.robust_accuracy([0.1])
+
+
+@row("stochastic-model")
+def _(tmp: Path) -> None:
+    net = nn.Sequential(nn.Linear(6, 3), _AlwaysDropout())
+    with pytest.raises(RobustLensError, match="two forward passes of the same inputs gave different logits.*"
+                                              "stochastic=True"):
+        FGSM(eps=0.1)(Classifier(net), torch.rand(3, 6))
+    x = torch.rand(3, 6, generator=torch.Generator().manual_seed(0))
+    res = FGSM(eps=0.1)(Classifier(net, stochastic=True, draws=4), x, seed=1)
+    again = FGSM(eps=0.1)(Classifier(net, stochastic=True, draws=4), x, seed=1)
+    assert torch.equal(res.success, again.success) and torch.equal(res.adversarial, again.adversarial)
+
+
+@row("one-class-model")
+def _(tmp: Path) -> None:
+    with pytest.raises(RobustLensError, match=r"returns 1 logit per sample.*torch.cat\(\[-s, s\], 1\)"):
+        DeepFool()(Classifier(nn.Linear(6, 1)), torch.rand(2, 6))
+
+
+@row("no-gradient-path")
+def _(tmp: Path) -> None:
+    with pytest.raises(RobustLensError, match="do not depend differentiably on its input.*gradient-free attack"):
+        PGD(eps=0.1)(Classifier(_DetachNet()), torch.rand(2, 6))
+
+
+@row("reduced-precision-model")
+def _(tmp: Path) -> None:
+    with pytest.warns(RobustLensWarning, match="bfloat16.*analyses a float32 copy"):
+        clf = Classifier(Affine(6, 3).to(torch.bfloat16))
+    x = torch.rand(4, 6)
+    ref = Classifier(Affine(6, 3).to(torch.bfloat16).float())
+    assert torch.equal(DeepFool()(clf, x).success, DeepFool()(ref, x).success)
+
+
+class _NaNNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) * float("nan")
+
+
+class _SqrtNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = Affine(6, 3).linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.sqrt(x) * torch.sqrt(x))
+
+
+class _DetachNet(_NaNNet):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.detach())
+
+
+class _AlwaysDropout(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.dropout(x, 0.5, training=True)
+
+
 @row("sigma-not-positive")
 def _(tmp: Path) -> None:
     with pytest.raises(ConfigError, match="sigma must be a finite number > 0, got 0.0"):

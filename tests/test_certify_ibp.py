@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from robustlens import Classifier, ConfigError
-from robustlens.attacks.norms import lp_norm, random_in_ball
 from robustlens.certify import interval_bounds
+from robustlens.norms import lp_norm, random_in_ball
 from robustlens.seeding import SampleRNG
 
 

@@ -229,3 +229,97 @@ def test_train_mode_warning_only_for_stateful_layers_and_only_once():
         warnings.simplefilter("error")
         clf.logits(torch.rand(4, 4))
     assert net.training and net[1].training
+
+
+# ------------------------------------------------------------------------------------------ model checks
+class _Noisy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x + 0.1 * torch.randn_like(x))
+
+
+def test_a_stochastic_model_is_refused_unless_declared_then_gradients_are_averaged():
+    x = torch.rand(5, 6)
+    with pytest.raises(RobustLensError, match="stochastic=True"):
+        Classifier(_Noisy()).logits(x)
+    net = _Noisy()
+    clf = Classifier(net, stochastic=True, draws=4)
+    with clf.random_state(3), clf.analysis_mode():
+        _, _, g = clf.value_and_grad(x, lambda z: z[:, 0])
+    assert clf.counter.forward == 4 * 5 and clf.counter.backward == 4 * 5
+    torch.testing.assert_close(g, net.linear.weight[0].expand(5, 6))  # linear: every draw has the same gradient
+    with clf.random_state(3):
+        a = clf.decision_logits(x)
+    with clf.random_state(3):
+        b = clf.decision_logits(x)
+    assert torch.equal(a, b) and bool((a.argmax(1) == clf.predict(x)).float().mean() >= 0.6)
+    assert bool((a.floor().sum(1) == 4).all())  # votes of 4 draws
+
+
+def test_one_class_and_no_gradient_path_are_clear_errors():
+    with pytest.raises(RobustLensError, match="1 logit per sample"):
+        Classifier(nn.Linear(6, 1)).predict(torch.rand(2, 6))
+
+    class Detached(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(6, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x.detach())
+
+    clf = Classifier(Detached())
+    with pytest.raises(RobustLensError, match="no gradient path"):
+        clf.loss_and_input_grad(torch.rand(2, 6), torch.tensor([0, 1]))
+    with pytest.raises(RobustLensError, match="no gradient path"), clf.analysis_mode():
+        clf.logit_jacobian(torch.rand(2, 6), torch.ones(2, 1, 3))
+    frozen = nn.Linear(6, 3).requires_grad_(False)
+    _, g = Classifier(frozen).loss_and_input_grad(torch.rand(2, 6), torch.tensor([0, 1]))
+    assert bool(torch.isfinite(g).all())  # frozen weights still have a gradient path to the input
+
+
+def test_nan_gradient_rows_become_nan_and_nan_logits_are_not_decisions():
+    class Sqrt(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(torch.sqrt(x) * torch.sqrt(x))
+
+    clf = Classifier(Sqrt())
+    x = torch.tensor([[0.0, 0.5, 0.5], [0.5, 0.5, 0.5]])
+    _, g = clf.loss_and_input_grad(x, torch.tensor([0, 1]))
+    assert bool(torch.isnan(g[0]).all()) and bool(torch.isfinite(g[1]).all())
+
+    class NaN(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) * float("nan")
+
+    with pytest.raises(InputError, match="NaN or Inf logits"):
+        Classifier(NaN(3, 2)).accuracy(torch.rand(4, 3), torch.zeros(4, dtype=torch.long))
+
+
+def test_reduced_precision_runs_a_float32_copy_that_follows_the_weights():
+    net = Affine(6, 3).to(torch.bfloat16)
+    with pytest.warns(RobustLensWarning, match="bfloat16"):
+        clf = Classifier(net)
+    x = torch.rand(4, 6)
+    assert clf.dtype == torch.float32 and clf.analysis_model is not net
+    torch.testing.assert_close(clf.logits(x), Affine(6, 3).to(torch.bfloat16).float()(x))
+    with torch.no_grad():
+        net.linear.weight.mul_(-1)  # the user changes the weights (an optimizer step does the same)
+    torch.testing.assert_close(clf.logits(x), x @ net.linear.weight.float().T + net.linear.bias.float())
+    assert next(net.parameters()).dtype == torch.bfloat16  # the user's model is untouched
+
+
+def test_settings_are_validated():
+    from robustlens.errors import ConfigError
+
+    bads = (dict(batch_size=0), dict(draws=0), dict(mean=float("nan")), dict(std=0.0), dict(bounds=(0, float("nan"))))
+    for bad in bads:
+        with pytest.raises(ConfigError):
+            Classifier(Affine(6, 3), **bad)  # type: ignore[arg-type]

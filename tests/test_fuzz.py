@@ -24,11 +24,11 @@ from robustlens import Classifier, RobustLensError
 from robustlens.attacks import DeepFool
 from robustlens.attacks.fgsm import FGSM
 from robustlens.attacks.fmn import FMN
-from robustlens.attacks.norms import lp_norm
 from robustlens.attacks.pgd import PGD
 from robustlens.certify import Smoothed
 from robustlens.geometry.noise import noise_error_rate
 from robustlens.geometry.sections import cross_section
+from robustlens.norms import lp_norm
 
 # 25 fixed examples per property in the test suite; ROBUSTLENS_FUZZ_EXAMPLES=500 runs a longer, random search
 _DEEP = int(os.environ.get("ROBUSTLENS_FUZZ_EXAMPLES", "0"))

@@ -4,7 +4,8 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from robustlens.attacks.norms import (
+from robustlens.errors import ConfigError
+from robustlens.norms import (
     INF,
     dual,
     lp_norm,
@@ -14,7 +15,6 @@ from robustlens.attacks.norms import (
     random_in_ball,
     steepest_direction,
 )
-from robustlens.errors import ConfigError
 from robustlens.seeding import SampleRNG
 
 

@@ -31,10 +31,10 @@ from torch import nn
 
 from robustlens.attacks import DeepFool
 from robustlens.attacks.fmn import FMN
-from robustlens.attacks.norms import lp_norm
 from robustlens.attacks.pgd import PGD
 from robustlens.attacks.sparsefool import SparseFool
 from robustlens.classifier import Classifier
+from robustlens.norms import lp_norm
 
 pytestmark = pytest.mark.peers
 

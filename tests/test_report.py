@@ -17,10 +17,10 @@ from report_helpers import tiny_plan, train_tiny
 from robustlens import Classifier
 from robustlens.attacks.deepfool import DeepFool
 from robustlens.attacks.fmn import FMN
-from robustlens.attacks.norms import lp_norm
 from robustlens.attacks.universal import fooling_rate
 from robustlens.data import load_dataset
 from robustlens.errors import ConfigError
+from robustlens.norms import lp_norm
 from robustlens.report import (
     SECTIONS,
     ModelEntry,

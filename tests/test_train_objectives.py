@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustlens.attacks.norms import INF, random_in_ball
 from robustlens.classifier import Classifier
 from robustlens.errors import ConfigError
+from robustlens.norms import INF, random_in_ball
 from robustlens.train import (
     ACET,
     CURE,

@@ -19,7 +19,7 @@ import inspect
 import math
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 from .errors import ConfigError
@@ -105,12 +105,32 @@ class Number:
         return v
 
 
+@dataclass(frozen=True)
+class Pair(Number):
+    """Two numbers that each satisfy the rule, given as a tuple or list (e.g. a schedule's start and end)."""
+
+    def describe(self) -> str:
+        return f"a pair of values, each {super().describe()}"
+
+    @property
+    def each(self) -> Number:
+        """The rule of one element."""
+        return Number(**{f.name: getattr(self, f.name) for f in fields(Number)})
+
+    def __call__(self, value: Any, name: str, owner: str | None = None) -> Any:
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            where = f"{owner}: " if owner else ""
+            raise ConfigError(f"{where}{name} must be {self.describe()}, got {value!r}")
+        return (self.each(value[0], f"{name}[0]", owner), self.each(value[1], f"{name}[1]", owner))
+
+
 FINITE = Number()
 POSITIVE = Number(low=0, low_open=True)
 NON_NEGATIVE = Number(low=0)
 PROBABILITY = Number(low=0, high=1)
 OPEN_UNIT = Number(low=0, high=1, low_open=True, high_open=True)
 COUNT = Number(integer=True, low=1)
+OPTIONAL_COUNT = Number(integer=True, low=1, optional=True)
 NON_NEGATIVE_INT = Number(integer=True, low=0)
 
 
@@ -177,8 +197,10 @@ __all__ = [
     "FINITE",
     "NON_NEGATIVE",
     "NON_NEGATIVE_INT",
+    "OPTIONAL_COUNT",
     "OPEN_UNIT",
     "POSITIVE",
+    "Pair",
     "PROBABILITY",
     "Number",
     "check",

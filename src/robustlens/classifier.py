@@ -8,12 +8,19 @@ It wraps any ``torch.nn.Module`` that maps a batch of inputs to logits (paper, S
 - eval mode during analysis, restoring the caller's train/eval flags afterwards;
 - internal batching for large inputs (:meth:`logits`, :meth:`predict`, :meth:`loss_and_input_grad`);
 - a count of the forward and backward passes used, per sample (``clf.counter``), for attack cost accounting;
-- validation of inputs and labels with messages that say what to do.
+- validation of inputs and labels with messages that say what to do;
+- cheap checks of the model's assumptions, at wrapping or on first use: at least two classes, repeatable forward
+  passes (or ``stochastic=True``, which averages gradients over draws and decides by majority over draws), float32
+  decisions for a reduced-precision model, a gradient path from the input to the logits, finite logits.
+
+The paper: Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the Face of Adversity: Understanding and
+Improving Deep Learning through Adversarial Robustness", Proc. IEEE 2021.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import COUNT, FINITE, POSITIVE, check, checked
+from .decision import clean_validity
 from .errors import InputError, LabelError, RobustLensError, RobustLensWarning
+from .ops import finite_rows, logit_margin
+from .seeding import stable_hash
 
 LossName = str  # "ce" (cross-entropy), "margin" (best other logit minus true logit), or a callable
 
@@ -42,6 +53,16 @@ class PassCounter:
         return self.forward, self.backward
 
 
+REDUCED_PRECISION = (torch.float16, torch.bfloat16)
+
+NO_GRADIENT_PATH = (
+    "the model's logits do not depend differentiably on its input (no gradient path: forward detaches the input, "
+    "runs under torch.no_grad, or uses a non-differentiable operation such as argmax or rounding). This analysis "
+    "needs input gradients: use a gradient-free attack such as Square, or make forward differentiable (BPDA for "
+    "the non-differentiable part)"
+)
+
+
 def _as_stat(value: float | Sequence[float] | Tensor | None, name: str) -> Tensor | None:
     if value is None:
         return None
@@ -50,8 +71,9 @@ def _as_stat(value: float | Sequence[float] | Tensor | None, name: str) -> Tenso
         t = t.reshape(1)
     if t.ndim != 1:
         raise RobustLensError(f"{name} must be a scalar or one value per channel, got shape {tuple(t.shape)}")
-    if name == "std" and bool((t <= 0).any()):
-        raise RobustLensError(f"std must be positive, got {t.tolist()}")
+    rule = POSITIVE if name == "std" else FINITE
+    for i, v in enumerate(t.tolist()):
+        check(v, name if t.numel() == 1 else f"{name}[{i}]", rule, "Classifier")
     return t
 
 
@@ -72,6 +94,15 @@ class Classifier:
         device: where inputs are moved (default: the device of the model's parameters).
         allow_tf32: on CUDA, let analysis use TF32 matmuls and convolutions (faster, about 1e-3 relative error
             in the logits). Off by default: minimal-norm attacks and curvature need full FP32.
+        stochastic: declare that forward is random (dropout active, noise injected): gradients are then averaged
+            over ``draws`` passes (Expectation over Transformation, Athalye et al. 2018) and every decision is the
+            majority over ``draws`` passes (:meth:`decision_logits`), with the model's randomness seeded by the
+            attack's seed. Without it, a model whose two forward passes of one batch differ is refused on first use.
+        draws: passes per gradient and per decision of a stochastic model.
+
+    A model with bfloat16 or float16 weights gets a warning and is analysed through a float32 copy (refreshed when
+    its weights change): inputs, perturbations, gradients and every decision are float32, so a success that float32
+    finds is never lost to rounding. ``clf.model`` stays the given module; ``clf.analysis_model`` is the one run.
 
     Example:
         >>> clf = Classifier(net, bounds=(0, 1), mean=[0.4914, 0.4822, 0.4465], std=[0.247, 0.243, 0.261])
@@ -79,6 +110,7 @@ class Classifier:
         >>> loss, grad = clf.loss_and_input_grad(x, y)
     """
 
+    @checked(batch_size=COUNT, draws=COUNT)
     def __init__(
         self,
         model: nn.Module,
@@ -94,6 +126,8 @@ class Classifier:
         allow_parameterless: bool = False,
         device: torch.device | str | None = None,
         allow_tf32: bool = False,
+        stochastic: bool = False,
+        draws: int = 8,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise RobustLensError(
@@ -106,11 +140,12 @@ class Classifier:
                 "the model has no parameters: was it built without its layers, or are the weights missing? "
                 "For a fixed function with no weights pass allow_parameterless=True"
             )
-        low, high = float(bounds[0]), float(bounds[1])
+        if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+            raise RobustLensError(f"bounds must be a pair (low, high), got {bounds!r}")
+        low = check(bounds[0], "bounds[0]", FINITE, "Classifier")
+        high = check(bounds[1], "bounds[1]", FINITE, "Classifier")
         if not low < high:
             raise RobustLensError(f"bounds must be (low, high) with low < high, got {bounds}")
-        if batch_size < 1:
-            raise RobustLensError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.bounds = (low, high)
         self.batch_size = int(batch_size)
@@ -120,8 +155,13 @@ class Classifier:
         self.input_shape: tuple[int, ...] | None = tuple(input_shape) if input_shape is not None else None
         self._num_classes = num_classes
         self.counter = PassCounter()
+        self.stochastic = bool(stochastic)
+        self.draws = int(draws)
         self._warned_train = False
         self._warned_probs = False
+        self._probed = False
+        self._float_copy: nn.Module | None = None
+        self._float_stamp: tuple[int, ...] = ()
         ref = params[0] if params else next(iter(model.buffers()), None)
         if device is not None:
             self.device = torch.device(device)
@@ -130,6 +170,17 @@ class Classifier:
         else:
             self.device = torch.device("cpu")
         self.dtype = ref.dtype if (ref is not None and ref.is_floating_point()) else torch.float32
+        self.reduced_precision = self.dtype in REDUCED_PRECISION
+        if self.reduced_precision:
+            warnings.warn(
+                f"the model's weights are {str(self.dtype).removeprefix('torch.')}: its logits keep 2-3 significant "
+                "digits and its inputs lose small perturbations to rounding, so decisions near the boundary are "
+                "noise. robustlens analyses a float32 copy of it (refreshed whenever its weights change): every "
+                "input, gradient and decision is float32. Convert the model with .float() to silence this",
+                RobustLensWarning,
+                stacklevel=3,
+            )
+            self.dtype = torch.float32
         m, s = _as_stat(mean, "mean"), _as_stat(std, "std")
         self.mean = None if m is None else m.to(self.device, self.dtype)
         self.std = None if s is None else s.to(self.device, self.dtype)
@@ -167,7 +218,41 @@ class Classifier:
             f"num_classes={self._num_classes}, device={self.device})"
         )
 
+    @property
+    def analysis_model(self) -> nn.Module:
+        """The module analysis runs: ``model`` itself, or for a reduced-precision model its float32 copy, refreshed
+        (weights, buffers and train/eval flags) whenever the model changed since the last call."""
+        if not self.reduced_precision:
+            return self.model
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        stamp = tuple(v for t in tensors for v in (id(t), t._version))
+        if self._float_copy is None or len(stamp) != len(self._float_stamp) or any(
+            a != b for a, b in zip(stamp[::2], self._float_stamp[::2], strict=True)
+        ):
+            self._float_copy = copy.deepcopy(self.model).float()
+        elif stamp != self._float_stamp:
+            with torch.no_grad():
+                for dst, src in zip([*self._float_copy.parameters(), *self._float_copy.buffers()], tensors,
+                                    strict=True):
+                    dst.copy_(src)
+        for dst_m, src_m in zip(self._float_copy.modules(), self.model.modules(), strict=True):
+            dst_m.training = src_m.training
+        self._float_stamp = stamp
+        return self._float_copy
+
     # ------------------------------------------------------------------ modes
+    @contextlib.contextmanager
+    def random_state(self, seed: int) -> Iterator[None]:
+        """For a stochastic classifier, run the block with torch's global generators seeded from ``seed`` (and
+        restored afterwards), so one seed gives one result; a no-op for deterministic models."""
+        if not self.stochastic:
+            yield
+            return
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(stable_hash(int(seed), "model-noise"))
+            yield
+
     @contextlib.contextmanager
     def analysis_mode(self) -> Iterator[None]:
         """Put the model in eval mode (if ``eval_mode``) and restore every submodule's flag on exit.
@@ -202,7 +287,8 @@ class Classifier:
 
     @contextlib.contextmanager
     def _eval_flags(self) -> Iterator[None]:
-        flags = [(m, m.training) for m in self.model.modules()]
+        net = self.analysis_model
+        flags = [(m, m.training) for m in net.modules()]
         if any(t for _, t in flags) and not self._warned_train:
             stateful = any(
                 isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout)) for m, t in flags if t
@@ -216,7 +302,7 @@ class Classifier:
                     stacklevel=6,
                 )
             self._warned_train = True
-        self.model.eval()
+        net.eval()
         try:
             yield
         finally:
@@ -273,12 +359,41 @@ class Classifier:
                     f"{hint} Pass the right bounds=, or check_bounds=False to disable this check."
                 )
         x = x.to(self.device, self.dtype)
+        if not self._probed:
+            self._probe(x)
         if y is not None:
             if self.input_shape is None and self._num_classes is None:
                 # learn the input shape now (the first forward would), so labels are checked against the class count
                 self.input_shape = tuple(x.shape[1:])
             y = self.validate_labels(y, x.shape[0])
         return x, y
+
+    def _probe(self, x: Tensor) -> None:
+        """The first-use check of the model: two forward passes of (up to) 4 inputs must agree, unless the model is
+        declared ``stochastic``. Skipped with ``eval_mode=False`` (train-mode analysis is on purpose, and a train-mode
+        pass would update BatchNorm statistics). Not counted in ``counter``."""
+        self._probed = True
+        if not self.eval_mode:
+            return
+        before = self.counter.snapshot()
+        try:
+            with torch.no_grad(), self.analysis_mode():
+                a = self.forward(x[:4])
+                b = self.forward(x[:4])
+        finally:
+            self.counter.forward, self.counter.backward = before
+        if self.stochastic:
+            return
+        scale = float(a[finite_rows(a)].abs().max()) if bool(finite_rows(a).any()) else 1.0
+        if not torch.allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, scale), equal_nan=True):
+            diff = float((a - b).abs().nan_to_num(0.0).max())
+            raise RobustLensError(
+                f"two forward passes of the same inputs gave different logits (largest difference {diff:.3g}): the "
+                "model is stochastic (dropout active in eval mode, noise in forward, a random transform). An attack "
+                "would report examples that no longer fool it when evaluated again. Pass stochastic=True to "
+                "Classifier to attack it with gradients averaged over draws (EOT) and success decided over draws "
+                "(draws=...), or make forward deterministic"
+            )
 
     def validate_labels(self, y: Tensor | Sequence[int], n: int, name: str = "labels") -> Tensor:
         """Check that ``y`` holds ``n`` integer class indices in ``[0, num_classes)``."""
@@ -310,6 +425,11 @@ class Classifier:
             raise RobustLensError(
                 f"the model must return logits of shape (N, num_classes) = ({x.shape[0]}, C); got {shape}. "
                 "Wrap models that return tuples or dicts so that forward returns the logits only"
+            )
+        if out.shape[1] < 2:
+            raise RobustLensError(
+                f"the model returns {out.shape[1]} logit per sample: robustlens needs one logit per class and at least "
+                "2 classes. For a binary classifier with one score s, return torch.cat([-s, s], 1) / 2 (or [0, s])"
             )
         if self._num_classes is None:
             self._num_classes = int(out.shape[1])
@@ -350,7 +470,7 @@ class Classifier:
         if self.input_shape is None:
             self.input_shape = tuple(x.shape[1:])
         try:
-            out = self.model(self._normalize(x))
+            out = self.analysis_model(self._normalize(x))
         except RuntimeError as e:
             msg = str(e)
             first = msg.splitlines()[0] if msg else type(e).__name__
@@ -379,10 +499,12 @@ class Classifier:
 
     __call__ = forward
 
-    def _chunks(self, n: int, batch_size: int | None) -> Iterator[slice]:
-        bs = batch_size or self.batch_size
+    def chunks(self, n: int, batch_size: int | None = None) -> Iterator[slice]:
+        """Slices of ``range(n)`` of ``batch_size`` (default :attr:`batch_size`) samples each."""
+        bs = self.batch_size if batch_size is None else int(check(batch_size, "batch_size", COUNT))
         for i in range(0, n, bs):
             yield slice(i, min(i + bs, n))
+
 
     def logits(self, x: Tensor, *, batch_size: int | None = None, validate: bool = True) -> Tensor:
         """Logits for any number of inputs, computed in chunks without gradients."""
@@ -390,15 +512,46 @@ class Classifier:
             x, _ = self.validate(x)
         outs = []
         with torch.no_grad(), self.analysis_mode():
-            for s in self._chunks(x.shape[0], batch_size):
+            for s in self.chunks(x.shape[0], batch_size):
                 outs.append(self.forward(x[s]))
         return torch.cat(outs)
 
+    def decision_logits(self, x: Tensor, *, batch_size: int | None = None) -> Tensor:
+        """Scores whose ``argmax`` is the classifier's decision, for already validated inputs, chunked, without
+        gradients: the logits; for a stochastic classifier the votes of ``draws`` passes (ties broken by the mean
+        probability), so the decision is the majority over draws. A row is NaN where any pass was not finite.
+        This is what :func:`robustlens.decision.decide` reads every decision from."""
+        outs = []
+        with torch.no_grad(), self.analysis_mode():
+            for s in self.chunks(x.shape[0], batch_size):
+                if not self.stochastic:
+                    outs.append(self.forward(x[s]))
+                    continue
+                votes, probs, ok = None, None, None
+                for _ in range(self.draws):
+                    z = self.forward(x[s])
+                    one = F.one_hot(z.argmax(1), z.shape[1]).to(z.dtype)
+                    pr = z.softmax(1)
+                    votes = one if votes is None else votes + one
+                    probs = pr if probs is None else probs + pr
+                    ok = finite_rows(z) if ok is None else ok & finite_rows(z)
+                assert votes is not None and probs is not None and ok is not None
+                score = votes + probs / (self.draws + 1)  # the mean probability only breaks ties between votes
+                outs.append(torch.where(ok[:, None], score, torch.full_like(score, float("nan"))))
+        return torch.cat(outs)
+
     def predict(self, x: Tensor, *, batch_size: int | None = None, validate: bool = True) -> Tensor:
-        """Predicted labels ``argmax_k logits_k`` (eq. 5)."""
-        return self.logits(x, batch_size=batch_size, validate=validate).argmax(1)
+        """Predicted labels ``argmax_k logits_k`` (eq. 5); the majority over draws for a stochastic classifier.
+
+        Raises :class:`InputError` where the logits are not finite (``argmax`` of a NaN row is not a decision)."""
+        if validate:
+            x, _ = self.validate(x)
+        scores = self.decision_logits(x, batch_size=batch_size)
+        clean_validity(scores, "raise", what="input(s)")
+        return scores.argmax(1)
 
     def accuracy(self, x: Tensor, y: Tensor, *, batch_size: int | None = None) -> float:
+        """Fraction of ``x`` classified as ``y``; an :class:`InputError` where the logits are not finite."""
         x, yv = self.validate(x, y)
         assert yv is not None
         return float((self.predict(x, batch_size=batch_size, validate=False) == yv).float().mean())
@@ -410,14 +563,71 @@ class Classifier:
 
         ``fn`` maps logits ``(N, C)`` to one value per sample ``(N,)``. Runs in the current mode: call it inside
         :meth:`analysis_mode`. This is the single gradient primitive the attacks and geometry share.
+
+        A stochastic classifier averages values, logits and gradients over ``draws`` passes (EOT). A sample whose
+        gradient has a NaN or Inf entry gets a gradient row of NaN (the attacks stop such samples,
+        :func:`robustlens.decision.stop`); a model with no gradient path from input to logits is an error.
         """
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            logits = self.forward(xg)
-            values = fn(logits)
-            (grad,) = torch.autograd.grad(values.sum(), xg)
-        self.counter.backward += x.shape[0]
-        return values.detach(), logits.detach(), grad
+        vals, outs, grads = [], [], []
+        for _ in range(self.draws if self.stochastic else 1):
+            with torch.enable_grad():
+                xg = x.detach().requires_grad_(True)
+                logits = self.forward(xg)
+                values = fn(logits)
+                grad = _input_grad(values.sum(), xg)
+            self.counter.backward += x.shape[0]
+            vals.append(values.detach())
+            outs.append(logits.detach())
+            grads.append(grad)
+        if len(grads) > 1:
+            return (torch.stack(vals).mean(0), torch.stack(outs).mean(0),
+                    poison_nonfinite(torch.stack(grads).mean(0)))
+        return vals[0], outs[0], poison_nonfinite(grads[0])
+
+    def logit_jacobian(
+        self, x: Tensor, weights: Tensor | Callable[[Tensor], Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Values and input gradients of ``K`` linear combinations of the logits, per sample.
+
+        Args:
+            x: a batch ``(N, *shape)``.
+            weights: coefficients ``(N, K, C)``, or a function of the logits ``(N, C)`` (detached) returning them;
+                combination ``k`` of sample ``n`` is ``sum_c weights[n, k, c] * logits[n, c]`` (e.g. ``e_k - e_y``
+                for the logit difference ``z_k - z_y`` that DeepFool linearises).
+
+        Returns:
+            ``(logits, values, grads)`` with ``values`` of shape ``(N, K)`` and ``grads`` of shape ``(N, K, *shape)``.
+
+        One forward pass is shared by all ``K`` gradients (one forward and ``K`` backward passes per sample are
+        counted); the ``K`` vector-Jacobian products run as one batched backward (``is_grads_batched``), falling back
+        to ``K`` backward calls on the same graph for models whose backward cannot be vectorised. As in
+        :meth:`value_and_grad`: EOT over draws for a stochastic classifier, NaN rows for non-finite gradients.
+        """
+        outs, vals, jacs = [], [], []
+        for _ in range(self.draws if self.stochastic else 1):
+            with torch.enable_grad():
+                xg = x.detach().requires_grad_(True)
+                logits = self.forward(xg)
+                if not logits.requires_grad:
+                    raise RobustLensError(NO_GRADIENT_PATH)
+                w = (weights(logits.detach()) if callable(weights) else weights).to(logits.dtype)  # (N, K, C)
+                k = w.shape[1]
+                values = torch.einsum("nkc,nc->nk", w, logits.detach())
+                go = w.permute(1, 0, 2).contiguous()  # (K, N, C)
+                try:
+                    (g,) = torch.autograd.grad(logits, xg, go, is_grads_batched=True, retain_graph=True,
+                                               allow_unused=True)
+                except RuntimeError:  # pragma: no cover - depends on the model's operators
+                    g = torch.stack([_input_grad(logits, xg, go[i], retain=i < k - 1) for i in range(k)])
+                if g is None:
+                    raise RobustLensError(NO_GRADIENT_PATH)
+            self.counter.backward += x.shape[0] * k
+            outs.append(logits.detach())
+            vals.append(values)
+            jacs.append(g.transpose(0, 1))
+        if len(jacs) > 1:
+            return torch.stack(outs).mean(0), torch.stack(vals).mean(0), poison_nonfinite(torch.stack(jacs).mean(0))
+        return outs[0], vals[0], poison_nonfinite(jacs[0])
 
     def loss_and_input_grad(
         self,
@@ -440,7 +650,7 @@ class Classifier:
         fn = resolve_loss(loss)
         losses, grads = [], []
         with self.analysis_mode():
-            for s in self._chunks(x.shape[0], batch_size):
+            for s in self.chunks(x.shape[0], batch_size):
                 ys = labels[s]
 
                 def chunk_loss(z: Tensor, ys: Tensor = ys) -> Tensor:
@@ -456,11 +666,28 @@ class Classifier:
         return x.clamp(self.bounds[0], self.bounds[1])
 
 
+def _input_grad(out: Tensor, x: Tensor, grad_out: Tensor | None = None, *, retain: bool = False) -> Tensor:
+    """``d out / d x`` (``out`` weighted by ``grad_out``), with a clear error when ``out`` does not depend on ``x``."""
+    if not out.requires_grad:
+        raise RobustLensError(NO_GRADIENT_PATH)
+    (g,) = torch.autograd.grad(out, x, grad_out, retain_graph=retain, allow_unused=True)
+    if g is None:
+        raise RobustLensError(NO_GRADIENT_PATH)
+    return g
+
+
+def poison_nonfinite(grad: Tensor) -> Tensor:
+    """``grad`` with every sample row that holds a NaN or Inf entry set entirely to NaN (in place), so that no
+    attack step can silently turn a broken gradient into a finite move (``sign(nan)`` is 0)."""
+    bad = ~finite_rows(grad)
+    if bool(bad.any()):
+        grad[bad] = float("nan")
+    return grad
+
+
 def margin_loss(logits: Tensor, y: Tensor) -> Tensor:
-    """Largest other logit minus the true logit: positive exactly when the sample is misclassified."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-    return other - true
+    """Largest other logit minus the true logit (``-logit_margin``): positive exactly when misclassified."""
+    return -logit_margin(logits, y)
 
 
 def resolve_loss(loss: LossName | Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:

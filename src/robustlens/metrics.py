@@ -1,4 +1,6 @@
-"""Robustness metrics over a data set: robust accuracy (paper eq. 12) and distance to the boundary (eq. 13).
+"""Robustness metrics over a data set: robust accuracy (eq. 12) and distance to the boundary (eq. 13) of
+Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the Face of Adversity: Understanding and Improving
+Deep Learning through Adversarial Robustness", Proc. IEEE 2021.
 
 - :func:`evaluate_minimal` runs a minimal-norm attack (eq. 8-9) once over a data set and returns the per-sample
   perturbation norms with their statistics (:class:`DistanceStats`, eq. 13: mean, median, quantiles, per class,
@@ -11,6 +13,8 @@
 
 Data-set runs go through :func:`robustlens.runner.run_evaluation`, so they checkpoint every batch to ``state_dir``
 and resume with ``resume=True``; random draws use dataset indices, so results do not depend on the batch size.
+Success is the attacks' own (:func:`robustlens.decision.decide`); a sample whose attack stopped on a NaN or Inf
+gradient has an unknown robustness, and a robust accuracy that would count it is refused with an ``InputError``.
 """
 
 from __future__ import annotations
@@ -25,17 +29,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .attacks.base import Attack, AttackResult, BoundedAttack, MinimalNormAttack
-from .attacks.norms import INF, lp_norm, norm_name
+from .analyses import register_analysis
+from .attacks.base import Attack, AttackResult, BoundedAttack, MinimalNormAttack, check_undecided
 from .classifier import Classifier
 from .errors import ConfigError, InputError
+from .norms import INF, lp_norm, norm_name
 from .results import Result
 from .runner import run_evaluation
 
 DEFAULT_QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 AttackFactory = Callable[[float], Any]
-"""``eps -> attack``: an eps-bounded :class:`Attack`, or any callable with the attack call and an ``eps`` attribute
-(e.g. ``robustlens.attacks.registry.AutoAttackRunner``)."""
+"""``eps -> attack``: an eps-bounded :class:`Attack` per eps (e.g. ``lambda e: make_attack("autoattack", eps=e)``)."""
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -297,6 +301,19 @@ def _sub_state(state_dir: str | os.PathLike[str] | None, name: str) -> str | Non
     return None if state_dir is None else str(Path(state_dir) / name)
 
 
+def _span(clf: Classifier) -> float:
+    return clf.bounds[1] - clf.bounds[0]
+
+
+def _smoke_minimal(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> MinimalNormEvaluation:
+    from .attacks.deepfool import DeepFool
+
+    return evaluate_minimal(clf, (x, y), DeepFool(norm=2, max_iter=5), batch_size=max(1, x.shape[0] // 2),
+                            seed=seed, progress=False)
+
+
+@register_analysis("evaluate-minimal", kind="metrics", smoke=_smoke_minimal,
+                   summary="a minimal-norm attack over a data set: eq. (13) statistics and the eq. (12) curve")
 def evaluate_minimal(
     clf: Classifier,
     data: Any,
@@ -312,6 +329,7 @@ def evaluate_minimal(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    invalid: str = "raise",
 ) -> MinimalNormEvaluation:
     """Run a minimal-norm attack (eq. 8-9) once over a data set: eq. (13) statistics and the eq. (12) curve.
 
@@ -325,6 +343,26 @@ def evaluate_minimal(
         target: ``None`` (untargeted), ``"random"`` or ``"least-likely"``.
         indices: evaluate only these dataset indices.
         state_dir, resume, overwrite, progress: checkpointing, as in :func:`run_evaluation`.
+        invalid: ``"raise"`` (non-finite clean logits are an error) or ``"mark"`` (those samples count as
+            misclassified), as in the attack call.
+
+    Raises :class:`~robustlens.InputError` when the attack stopped, on a NaN or Inf gradient, on a correctly
+    classified sample it did not fool (its distance to the boundary is unknown).
+
+    Example:
+        >>> import torch
+        >>> from robustlens import Classifier
+        >>> from robustlens.attacks import DeepFool
+        >>> from robustlens.metrics import evaluate_minimal
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> clf = Classifier(torch.nn.Linear(20, 3))
+        >>> x = torch.rand(32, 20)
+        >>> ev = evaluate_minimal(clf, (x, clf.predict(x)), DeepFool(norm=2), batch_size=16, progress=False)
+        >>> ev.stats.n, ev.stats.n_failed, ev.curve.clean_accuracy
+        (32, 0, 1.0)
+        >>> float(ev.robust_accuracy([0.0])[0])
+        1.0
     """
     if not isinstance(attack, MinimalNormAttack):
         raise ConfigError(
@@ -334,12 +372,12 @@ def evaluate_minimal(
     p = attack.p
 
     def fn(bx: Tensor, by: Tensor | None, bi: Tensor) -> dict[str, Tensor]:
-        res = attack(clf, bx, by, target=target, seed=seed, indices=bi)
+        res = attack(clf, bx, by, target=target, seed=seed, indices=bi, invalid=invalid)
         q = res.queries
         n = bx.shape[0]
         return {
             "norm": res.norm, "success": res.success, "clean_correct": res.clean_correct, "labels": res.labels,
-            "clean_norm": lp_norm(res.clean, p),
+            "clean_norm": lp_norm(res.clean, p), "stopped": _stopped(res),
             "forward": torch.full((n,), q.get("forward", 0) / n, dtype=torch.float64),
             "backward": torch.full((n,), q.get("backward", 0) / n, dtype=torch.float64),
         }
@@ -350,6 +388,7 @@ def evaluate_minimal(
                         seed=seed, model=clf, indices=indices, resume=resume, overwrite=overwrite,
                         progress=progress, desc=attack.name)
     o = ev.outputs
+    check_undecided(o["stopped"], o["clean_correct"], o["success"], attack.name, ev.indices)
     stats = distance_stats(o["norm"], o["labels"], o["clean_correct"], o["success"], o["clean_norm"], p=p,
                            quantiles=quantiles, attack=attack.name)
     curve = robust_accuracy_curve(o["norm"], o["success"], o["clean_correct"], eps, p=p, attack=attack.name)
@@ -361,6 +400,20 @@ def evaluate_minimal(
     )
 
 
+def _stopped(res: AttackResult) -> Tensor:
+    return res.stopped if res.stopped is not None else torch.zeros_like(res.success)
+
+
+def _smoke_robust(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> RobustAccuracyCurve:
+    from .attacks.pgd import PGD
+
+    eps = 0.05 * _span(clf)
+    return robust_accuracy(clf, (x, y), PGD(eps=eps, steps=3), eps, batch_size=max(1, x.shape[0] // 2), seed=seed,
+                           progress=False)
+
+
+@register_analysis("robust-accuracy", kind="metrics", smoke=_smoke_robust,
+                   summary="robust accuracy (eq. 12) over a data set at each eps")
 def robust_accuracy(
     clf: Classifier,
     data: Any,
@@ -375,13 +428,15 @@ def robust_accuracy(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    invalid: str = "raise",
 ) -> RobustAccuracyCurve:
     """Robust accuracy (paper eq. 12) over a data set at each eps.
 
     Args:
-        attack: a minimal-norm attack (one run answers every eps), an eps-bounded attack (its own eps only), or a
-            factory ``eps -> attack`` building an eps-bounded attack per eps (e.g. ``lambda e: PGD("Linf", e)``);
-            each eps is then a separate resumable run in ``state_dir/eps_<i>``.
+        attack: a minimal-norm attack (one run answers every eps), an eps-bounded attack (its own eps only; any
+            registered one, e.g. ``make_attack("autoattack", eps=8/255)``), or a factory ``eps -> attack`` building an
+            eps-bounded attack per eps (e.g. ``lambda e: PGD("Linf", e)``); each eps is then a separate resumable
+            run in ``state_dir/eps_<i>``.
         eps: one budget or a grid.
         Other arguments: as in :func:`evaluate_minimal`.
     """
@@ -389,7 +444,7 @@ def robust_accuracy(
     if isinstance(attack, MinimalNormAttack):
         ev = evaluate_minimal(clf, data, attack, eps=grid, batch_size=batch_size, seed=seed, target=target,
                               indices=indices, state_dir=state_dir, resume=resume, overwrite=overwrite,
-                              progress=progress)
+                              progress=progress, invalid=invalid)
         return ev.curve
     if isinstance(attack, BoundedAttack):
         if any(abs(e - attack.eps) > 1e-12 for e in grid):
@@ -413,14 +468,14 @@ def robust_accuracy(
     for i, e in enumerate(grid):
         att = factory(e)
         got = getattr(att, "eps", None)
-        if isinstance(att, MinimalNormAttack) or not callable(att) or got is None:
+        if not isinstance(att, BoundedAttack) or got is None:
             raise ConfigError(f"the factory returned a {type(att).__name__}, not an eps-bounded attack")
         if abs(float(got) - e) > 1e-12:
             raise ConfigError(f"the factory built an attack with eps={got} when asked for eps={e}")
 
         def fn(bx: Tensor, by: Tensor | None, bi: Tensor, att: Any = att) -> dict[str, Tensor]:
-            res = att(clf, bx, by, target=target, seed=seed, indices=bi)
-            return {"success": res.success, "clean_correct": res.clean_correct}
+            res = att(clf, bx, by, target=target, seed=seed, indices=bi, invalid=invalid)
+            return {"success": res.success, "clean_correct": res.clean_correct, "stopped": _stopped(res)}
 
         config = {"entry": "robust_accuracy", "attack": att.name, "settings": getattr(att, "settings", {}), "eps": e,
                   "target": target}
@@ -428,6 +483,7 @@ def robust_accuracy(
                             config=config, seed=seed, model=clf, indices=indices, resume=resume,
                             overwrite=overwrite, progress=progress, desc=f"{att.name} eps={e:g}")
         ok = out["clean_correct"].bool()
+        check_undecided(out["stopped"], ok, out["success"], att.name, out.indices)
         accs.append(float((ok & ~out["success"].bool()).double().mean()))
         clean, name, p, n = float(ok.double().mean()), att.name, float(getattr(att, "p", INF)), int(ok.numel())
     order = sorted(range(len(grid)), key=lambda k: grid[k])

@@ -1,4 +1,6 @@
-"""APGD: step-size-free PGD with momentum and checkpoint halving (Croce & Hein, 2020; paper eq. (10)-(11))."""
+"""APGD: step-size-free PGD with momentum and checkpoint halving (Croce & Hein, 2020), eq. (10)-(11) of
+Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the Face of Adversity: Understanding and
+Improving Deep Learning through Adversarial Robustness", Proc. IEEE 2021."""
 
 from __future__ import annotations
 
@@ -7,12 +9,15 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from ..checks import COUNT, NON_NEGATIVE, PROBABILITY, checked
 from ..classifier import Classifier
+from ..decision import Criterion
 from ..errors import ConfigError
+from ..norms import INF
+from ..ops import per_sample
 from ..seeding import SampleRNG
-from .base import BoundedAttack, Criterion
+from .base import ATTACKS, BoundedAttack
 from .iterative import LoopConfig, Projector, Stepper, iterate, resolve_bounded_loss, step_direction
-from .norms import INF
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -64,7 +69,7 @@ class _APGDStep(Stepper):
              state: dict[str, Tensor], proj: Projector) -> Tensor:
         s = state
         better = loss > s["loss_best"]
-        b = better.view(-1, *([1] * (xk.ndim - 1)))
+        b = per_sample(better, xk)
         s["x_best"] = torch.where(b, xk, s["x_best"])
         s["g_best"] = torch.where(b, grad, s["g_best"])
         s["loss_best"] = torch.where(better, loss, s["loss_best"])
@@ -78,7 +83,7 @@ class _APGDStep(Stepper):
             stalled = ~s["reduced_at_check"] & (s["best_at_check"] >= s["loss_best"])
             reduce = oscillating | stalled
             s["eta"] = torch.where(reduce, s["eta"] / 2, s["eta"])
-            r = reduce.view(-1, *([1] * (xk.ndim - 1)))
+            r = per_sample(reduce, xk)
             xk = torch.where(r, s["x_best"], xk)
             grad = torch.where(r, s["g_best"], grad)
             s["reduced_at_check"] = reduce
@@ -87,13 +92,17 @@ class _APGDStep(Stepper):
             self._last = it
             self._next += 1
         a = 1.0 if it == 0 else self.momentum
-        eta = s["eta"].view(-1, *([1] * (xk.ndim - 1)))
+        eta = per_sample(s["eta"], xk)
         z = proj(clean, xk + eta * step_direction(grad, self.p))
         x_new = proj(clean, xk + a * (z - xk) + (1 - a) * (xk - s["x_prev"]))
         s["x_prev"] = xk
         return x_new
 
 
+@ATTACKS.register("apgd-dlr", minimal=False, norms=(2.0, INF), steps="steps", defaults={"loss": "dlr"},
+                  summary="Auto-PGD on the DLR margin")
+@ATTACKS.register("apgd-ce", aliases=("apgd",), minimal=False, norms=(2.0, INF), steps="steps",
+                  defaults={"loss": "ce"}, summary="Auto-PGD on the cross-entropy")
 class APGD(BoundedAttack):
     """Auto-PGD (Croce & Hein, 2020): PGD without a step size to tune, on the CE or the DLR loss.
 
@@ -118,6 +127,7 @@ class APGD(BoundedAttack):
 
     name: ClassVar[str] = "apgd"
 
+    @checked(eps=NON_NEGATIVE, steps=COUNT, restarts=COUNT, rho=PROBABILITY, momentum=PROBABILITY)
     def __init__(
         self,
         norm: float | str = INF,

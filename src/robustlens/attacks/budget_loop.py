@@ -1,4 +1,6 @@
-"""The loop shared by DDN and FMN: step on a loss, then shrink or grow a per-sample norm budget.
+"""The loop shared by DDN and FMN: step on a loss, then shrink or grow a per-sample norm budget (minimal-norm
+attacks, eq. (8)-(9) of Ortiz-Jimenez et al., "Optimism in the Face of Adversity: Understanding and Improving Deep
+Learning through Adversarial Robustness", Proc. IEEE 2021).
 
 Both attacks keep a perturbation ``delta`` and a budget ``eps`` per sample. Each iteration takes a normalised
 gradient step on a loss, moves ``eps`` down when the current point is adversarial and up when it is not, and maps
@@ -15,12 +17,14 @@ from abc import abstractmethod
 import torch
 from torch import Tensor
 
+from ..checks import COUNT, NON_NEGATIVE_INT, OPEN_UNIT, Number, Pair, checked
 from ..classifier import Classifier
-from ..errors import ConfigError
+from ..decision import Criterion, stop
+from ..norms import INF, lp_norm, minimal_linear_step_in_box
+from ..ops import finite_rows
 from ..seeding import SampleRNG
-from .base import Criterion, MinimalNormAttack
-from .minimal_loop import box_free_mask, logit_jacobian, run_active
-from .norms import INF, lp_norm, minimal_linear_step_in_box
+from .base import MinimalNormAttack
+from .minimal_loop import box_free_mask, run_active
 
 REFINE_OVERSHOOTS = (1e-4, 1e-3, 1e-2)
 """Relative overshoots tried, in order, when a refined point lands exactly on the boundary."""
@@ -39,6 +43,8 @@ class BudgetAttack(MinimalNormAttack):
     out of it (:func:`~robustlens.attacks.minimal_loop.box_free_mask`) before the subclass sees it.
     """
 
+    @checked(steps=COUNT, gamma=OPEN_UNIT, alpha=Pair(low=0, low_open=True),
+             gamma_final=Number(low=0, high=1, low_open=True, high_open=True, optional=True), refine=NON_NEGATIVE_INT)
     def __init__(
         self,
         norm: float | str,
@@ -53,13 +59,7 @@ class BudgetAttack(MinimalNormAttack):
     ) -> None:
         super().__init__(norm, clip=clip)
         self.box_aware = box_aware
-        if refine < 0:
-            raise ConfigError(f"refine must be >= 0, got {refine}")
         self.refine = int(refine)
-        if steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {steps}")
-        if not 0 < gamma < 1:
-            raise ConfigError(f"gamma must be in (0, 1), got {gamma}")
         self.steps = int(steps)
         self.gamma = float(gamma)
         self.gamma_final = self.gamma / 100 if gamma_final is None else float(gamma_final)
@@ -110,16 +110,24 @@ class BudgetAttack(MinimalNormAttack):
             d = delta[idx]
             xa = x[idx] + d
             loss, logits, grad = clf.value_and_grad(xa, lambda z: self.loss(z, crit))
+            is_adv, norm = record(idx, xa, logits, d)
+            broken = ~(finite_rows(grad) & finite_rows(logits))
+            if bool(broken.any()):  # a NaN or Inf gradient or logit: stop, keeping an adversarial point found before
+                lost = idx[broken & ~torch.isfinite(best[idx])]
+                stop(best_adv, lost)
+                broken_rows = broken
+            else:
+                broken_rows = None
             if self.clip and self.box_aware:
                 grad = grad * box_free_mask(xa, grad, clf.bounds)
-            is_adv, norm = record(idx, xa, logits, d)
             e = self.update_budget(eps[idx], is_adv, norm, best[idx], loss, grad, gamma)
             d = self.fit(d + self.direction(grad, d, e, loss, alpha), e)
             if self.clip:
                 d = (x[idx] + d).clamp(lo, hi) - x[idx]
             delta[idx] = d
             eps[idx] = e
-            return best[idx] <= 0  # clean input already adversarial: nothing smaller exists
+            done = best[idx] <= 0  # clean input already adversarial: nothing smaller exists
+            return done if broken_rows is None else done | broken_rows
 
         done = run_active(n, self.steps, step, x.device)
         idx = (~done).nonzero().flatten()
@@ -147,14 +155,17 @@ def refine_on_linearised_boundary(
     of :data:`REFINE_OVERSHOOTS` that works). Costs one forward and one backward pass per refined sample and one
     forward pass per overshoot tried. Updates ``best_adv`` and ``best`` in place.
     """
-    from .sparsefool import boundary_normal_weights
-
     idx = (torch.isfinite(best) & (best > 0)).nonzero().flatten()
     if idx.numel() == 0:
         return
     crit = criterion[idx]
     xs, xb = x[idx], best_adv[idx]
-    _, f, g = logit_jacobian(clf, xb, lambda z: boundary_normal_weights(z, crit))
+    _, f, g = clf.logit_jacobian(xb, crit.boundary_weights)
+    ok = finite_rows(g) & finite_rows(f)  # a point with a NaN or Inf normal keeps its best point
+    if not bool(ok.all()):
+        idx, crit, xs, xb, f, g = idx[ok], crit[ok], xs[ok], xb[ok], f[ok], g[ok]
+        if idx.numel() == 0:
+            return
     w = g[:, 0]
     c = (w * (xb - xs)).flatten(1).sum(1) - f[:, 0]
     lo, hi = clf.bounds

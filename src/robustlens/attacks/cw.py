@@ -1,9 +1,10 @@
 """Carlini-Wagner L2 attack (Carlini & Wagner, IEEE S&P 2017): minimal L2 perturbations by penalised optimisation.
 
-Replaces the constrained problem of paper eq. (8)-(9) by ``min ||x' - x||_2^2 + c f(x')`` with the margin loss
-``f = max(z_y - max_{k != y} z_k, -kappa)`` (targeted: ``max(max_{k != t} z_k - z_t, -kappa)``), searches the
-trade-off constant ``c`` per sample by bisection, and keeps the box constraint (footnote 1) by optimising in
-``tanh`` space: ``x' = mid + half * tanh(w)``.
+Replaces the constrained problem of eq. (8)-(9) of Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in
+the Face of Adversity: Understanding and Improving Deep Learning through Adversarial Robustness", Proc. IEEE 2021 by
+``min ||x' - x||_2^2 + c f(x')`` with the margin loss ``f = max(z_y - max_{k != y} z_k, -kappa)`` (targeted:
+``max(max_{k != t} z_k - z_t, -kappa)``), searches the trade-off constant ``c`` per sample by bisection, and keeps
+the box constraint (footnote 1) by optimising in ``tanh`` space: ``x' = mid + half * tanh(w)``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..checks import COUNT, NON_NEGATIVE, POSITIVE, Number, checked
 from ..classifier import Classifier
+from ..decision import Criterion, stop
 from ..errors import ConfigError
+from ..norms import INF
+from ..ops import finite_rows
 from ..seeding import SampleRNG
-from .base import Criterion, MinimalNormAttack
+from .base import ATTACKS, MinimalNormAttack
 from .minimal_loop import run_active
-from .norms import INF
 
 
+@ATTACKS.register("cw", aliases=("carlini-wagner", "cw-l2"), minimal=True, norms=(2.0,), steps="steps",
+                  summary="Carlini-Wagner L2 with binary search over c")
 class CarliniWagner(MinimalNormAttack):
     """Carlini-Wagner L2 with binary search over ``c``, Adam in ``tanh`` space, confidence ``kappa`` and early abort.
 
@@ -59,6 +65,8 @@ class CarliniWagner(MinimalNormAttack):
 
     name = "cw"
 
+    @checked(steps=COUNT, binary_search_steps=COUNT, initial_const=POSITIVE, lr=POSITIVE, kappa=NON_NEGATIVE,
+             box_shrink=Number(low=0, high=0.5, low_open=True, high_open=True))
     def __init__(
         self,
         *,
@@ -72,18 +80,6 @@ class CarliniWagner(MinimalNormAttack):
         clip: bool = True,
     ) -> None:
         super().__init__(2, clip=clip)
-        if steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {steps}")
-        if binary_search_steps < 1:
-            raise ConfigError(f"binary_search_steps must be >= 1, got {binary_search_steps}")
-        if not initial_const > 0:
-            raise ConfigError(f"initial_const must be > 0, got {initial_const}")
-        if not lr > 0:
-            raise ConfigError(f"lr must be > 0, got {lr}")
-        if kappa < 0:
-            raise ConfigError(f"kappa must be >= 0, got {kappa}")
-        if not 0 < box_shrink < 0.5:
-            raise ConfigError(f"box_shrink must be in (0, 0.5), got {box_shrink}")
         if not clip:
             raise ConfigError("the C&W tanh parametrisation always keeps examples in the bounds; use clip=True")
         self.steps = int(steps)
@@ -111,13 +107,18 @@ class CarliniWagner(MinimalNormAttack):
         todo = (~start).nonzero().flatten()
         if todo.numel() == 0:
             return best_adv
+        dead = torch.zeros(n, dtype=torch.bool, device=x.device)  # stopped on a NaN or Inf gradient
         for _ in range(self.binary_search_steps):
-            found = self._round(clf, x, criterion, todo, const, w0, (mid, half), best_norm, best_adv)
+            todo = todo[~dead[todo]]
+            if todo.numel() == 0:
+                break
+            found = self._round(clf, x, criterion, todo, const, w0, (mid, half), best_norm, best_adv, dead)
             # bisection on c (Carlini & Wagner's schedule)
             upper = torch.where(found, torch.minimum(upper, const), upper)
             lower = torch.where(found, lower, torch.maximum(lower, const))
             const = torch.where(torch.isfinite(upper), (lower + upper) / 2, const * 10)
-        return self._snap(clf, x, criterion, best_adv, best_norm, self.box_shrink * half * (1 + 1e-3))
+        out = self._snap(clf, x, criterion, best_adv, best_norm, self.box_shrink * half * (1 + 1e-3))
+        return stop(out, dead & ~torch.isfinite(best_norm))
 
     def _snap(self, clf: Classifier, x: Tensor, criterion: Criterion, adv: Tensor, norm: Tensor, gap: float) -> Tensor:
         """Put back to their clean value the coordinates that moved by at most ``gap`` (the shrunk box's offset at
@@ -146,9 +147,11 @@ class CarliniWagner(MinimalNormAttack):
         box: tuple[float, float],
         best_norm: Tensor,
         best_adv: Tensor,
+        dead: Tensor,
     ) -> Tensor:
         """One binary-search round at fixed ``const``: Adam on the samples ``todo``; updates the best points in
-        place and returns, per sample, whether an adversarial point was found in this round."""
+        place and returns, per sample, whether an adversarial point was found in this round. Samples whose gradient
+        is not finite stop and are marked in ``dead``."""
         n = x.shape[0]
         mid, half = box
         beta1, beta2, tiny = 0.9, 0.999, 1e-8
@@ -171,6 +174,7 @@ class CarliniWagner(MinimalNormAttack):
                 return c * cw_margin_loss(z, crit, self.kappa)
 
             f, logits, g = clf.value_and_grad(xa, penalty)
+            broken = ~(finite_rows(g) & finite_rows(f))
             dist = diff.flatten(1).pow(2).sum(1)
             adv = crit.is_adversarial(logits) & (crit.margin(logits) <= -self.kappa)  # with the confidence margin
             found[idx] |= adv
@@ -187,12 +191,13 @@ class CarliniWagner(MinimalNormAttack):
             vi = beta2 * v[idx] + (1 - beta2) * grad_w.pow(2)
             m[idx], v[idx] = mi, vi
             w[idx] = w[idx] - self.lr * (mi / (1 - beta1**t)) / ((vi / (1 - beta2**t)).sqrt() + tiny)
-            stop = torch.zeros_like(adv)
+            stalled = torch.zeros_like(adv)
             if self.abort_early and t % check_every == 0:
                 loss = dist + f
-                stop = loss > prev[idx] * 0.9999
+                stalled = loss > prev[idx] * 0.9999
                 prev[idx] = loss
-            return stop
+            dead[idx[broken]] = True
+            return stalled | broken
 
         run_active(todo.numel(), self.steps, step, x.device)
         return found

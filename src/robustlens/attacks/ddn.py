@@ -1,4 +1,6 @@
-"""Decoupled Direction and Norm (DDN; Rony et al., CVPR 2019): minimal L2 perturbations (paper eq. 8-9)."""
+"""Decoupled Direction and Norm (DDN; Rony et al., CVPR 2019): minimal L2 perturbations (eq. 8-9 of Ortiz-Jimenez,
+Modas, Moosavi-Dezfooli, Frossard, "Optimism in the Face of Adversity: Understanding and Improving Deep Learning
+through Adversarial Robustness", Proc. IEEE 2021)."""
 
 from __future__ import annotations
 
@@ -6,11 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Criterion
+from ..checks import COUNT, NON_NEGATIVE_INT, OPEN_UNIT, POSITIVE, Pair, checked
+from ..decision import Criterion
+from ..norms import lp_norm
+from ..ops import per_sample
+from .base import ATTACKS
 from .budget_loop import BudgetAttack
-from .norms import _view, lp_norm
 
 
+@ATTACKS.register("ddn", minimal=True, norms=(2.0,), steps="steps", summary="Decoupled Direction and Norm, L2")
 class DDN(BudgetAttack):
     """DDN: gradient steps on the cross-entropy, with the L2 norm of the perturbation set separately.
 
@@ -31,6 +37,8 @@ class DDN(BudgetAttack):
 
     name = "ddn"
 
+    @checked(steps=COUNT, gamma=OPEN_UNIT, init_norm=POSITIVE, alpha=Pair(low=0, low_open=True),
+             refine=NON_NEGATIVE_INT)
     def __init__(
         self,
         *,
@@ -53,7 +61,7 @@ class DDN(BudgetAttack):
         return F.cross_entropy(logits, criterion.labels, reduction="none")
 
     def direction(self, grad: Tensor, delta: Tensor, eps: Tensor, loss: Tensor, alpha: float) -> Tensor:
-        return alpha * grad / _view(lp_norm(grad, 2).clamp_min(1e-12), grad)
+        return alpha * grad / per_sample(lp_norm(grad, 2).clamp_min(1e-12), grad)
 
     def update_budget(
         self, eps: Tensor, is_adv: Tensor, norm: Tensor, best: Tensor, loss: Tensor, grad: Tensor, gamma: float
@@ -61,7 +69,7 @@ class DDN(BudgetAttack):
         return torch.where(is_adv, eps * (1 - gamma), eps * (1 + gamma))
 
     def fit(self, delta: Tensor, eps: Tensor) -> Tensor:
-        return delta * _view(eps / lp_norm(delta, 2).clamp_min(1e-12), delta)
+        return delta * per_sample(eps / lp_norm(delta, 2).clamp_min(1e-12), delta)
 
 
 __all__ = ["DDN"]

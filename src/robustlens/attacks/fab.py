@@ -1,4 +1,6 @@
-"""FAB: the Fast Adaptive Boundary attack, minimal-norm (Croce & Hein, 2020; paper eq. (8)-(9))."""
+"""FAB: the Fast Adaptive Boundary attack, minimal-norm (Croce & Hein, 2020), eq. (8)-(9) of
+Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the Face of Adversity: Understanding and
+Improving Deep Learning through Adversarial Robustness", Proc. IEEE 2021."""
 
 from __future__ import annotations
 
@@ -8,13 +10,17 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..checks import COUNT, Number, checked
 from ..classifier import Classifier
+from ..decision import Criterion, stop
 from ..errors import ConfigError
+from ..norms import INF, dual, lp_norm, minimal_linear_step_in_box, random_in_ball
+from ..ops import finite_rows, per_sample
 from ..seeding import SampleRNG
-from .base import Criterion, MinimalNormAttack
-from .norms import INF, dual, lp_norm, minimal_linear_step_in_box, random_in_ball
+from .base import ATTACKS, MinimalNormAttack
 
 
+@ATTACKS.register("fab", minimal=True, norms=(1.0, 2.0, INF), steps="steps", summary="Fast Adaptive Boundary")
 class FAB(MinimalNormAttack):
     """Fast Adaptive Boundary attack (Croce & Hein, ICML 2020), in Linf, L2 or L1, untargeted or targeted.
 
@@ -43,6 +49,8 @@ class FAB(MinimalNormAttack):
 
     name: ClassVar[str] = "fab"
 
+    @checked(steps=COUNT, restarts=COUNT, eps=Number(low=0, optional=True), alpha_max=Number(low=0, high=1),
+             eta=Number(low=0, low_open=True), beta=Number(low=0, high=1, low_open=True))
     def __init__(
         self,
         norm: float | str = INF,
@@ -59,8 +67,6 @@ class FAB(MinimalNormAttack):
         super().__init__(norm, clip=clip)
         if self.p not in (1.0, 2.0, INF):
             raise ConfigError(f"FAB supports L1, L2 and Linf, got L{self.p}")
-        if steps < 1 or restarts < 1:
-            raise ConfigError("steps and restarts must be >= 1")
         self.steps = int(steps)
         self.restarts = int(restarts)
         self.eps = None if eps is None else float(eps)
@@ -81,17 +87,21 @@ class FAB(MinimalNormAttack):
         best_d = torch.full((xk.shape[0],), float("inf"), device=xk.device, dtype=xk.dtype)
         best_f = torch.zeros_like(best_d)
         best_g = torch.zeros_like(xk)
+        broken = torch.zeros(xk.shape[0], dtype=torch.bool, device=xk.device)
         for k in range(clf.num_classes):
             def fn_k(z: Tensor, k: int = k, y: Tensor = labels) -> Tensor:
                 return z[:, k] - z.gather(1, y[:, None]).squeeze(1)
 
             f, _, g = clf.value_and_grad(xk, fn_k)
+            broken |= (labels != k) & ~(finite_rows(g) & torch.isfinite(f))
             dist = f.abs() / lp_norm(g, q).clamp_min(1e-12)
             dist = torch.where(labels == k, torch.full_like(dist, float("inf")), dist)
             better = dist < best_d
             best_d = torch.where(better, dist, best_d)
             best_f = torch.where(better, f, best_f)
-            best_g = torch.where(better.view(-1, *([1] * (xk.ndim - 1))), g, best_g)
+            best_g = torch.where(per_sample(better, xk), g, best_g)
+        if bool(broken.any()):  # one class's gradient is NaN or Inf: the nearest boundary is unknown
+            best_g[broken] = float("nan")
         return best_f, best_g
 
     def attack(self, clf: Classifier, x: Tensor, criterion: Criterion, rng: SampleRNG,
@@ -103,12 +113,13 @@ class FAB(MinimalNormAttack):
         lo, hi = clf.bounds if self.clip else (float("-inf"), float("inf"))
         out = x.clone()
         best = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
+        stopped = torch.zeros(n, dtype=torch.bool, device=x.device)
         bar = tqdm(total=self.steps * self.restarts, desc=f"{self.name}{key}", disable=not self.progress, leave=False)
         with torch.no_grad():
             for r in range(self.restarts):
-                act = torch.arange(n, device=x.device)
+                act = torch.arange(n, device=x.device)[~stopped]
                 if self.eps is not None:
-                    act = act[~(best <= self.eps)]
+                    act = act[~(best[act] <= self.eps)]
                 x0 = x[act]
                 labels = criterion.labels[act]
                 crit = criterion[act]
@@ -124,13 +135,23 @@ class FAB(MinimalNormAttack):
                     if act.numel() == 0:
                         break
                     f, g = self._boundary(clf, xk, labels, tw)
+                    broken = ~(finite_rows(g) & finite_rows(f))
+                    if bool(broken.any()):  # a NaN or Inf gradient: stop, keeping an adversarial point found before
+                        stop(out, act[broken & ~torch.isfinite(bk)])
+                        stopped[act[broken]] = True
+                        keep = ~broken
+                        act, x0, xk, labels, bk = act[keep], x0[keep], xk[keep], labels[keep], bk[keep]
+                        f, g, crit = f[keep], g[keep], crit[keep]
+                        tw = None if tw is None else tw[keep]
+                        if act.numel() == 0:
+                            break
                     # project x_k and x_0 onto the linearised boundary f + <g, z - x_k> = 0, inside the box
                     f0 = f + (g * (x0 - xk)).flatten(1).sum(1)
                     d1 = minimal_linear_step_in_box(g, -f, self.p, lo - xk, hi - xk)
                     d2 = minimal_linear_step_in_box(g, -f0, self.p, lo - x0, hi - x0)
                     a1 = lp_norm(d1, self.p).clamp_min(1e-8)
                     a2 = lp_norm(d2, self.p).clamp_min(1e-8)
-                    alpha = (a1 / (a1 + a2)).clamp(0, self.alpha_max).view(-1, *([1] * (x.ndim - 1)))
+                    alpha = per_sample((a1 / (a1 + a2)).clamp(0, self.alpha_max), x)
                     xk = ((1 - alpha) * (xk + self.eta * d1) + alpha * (x0 + self.eta * d2)).clamp(lo, hi)
                     adv = crit.is_adversarial(clf.forward(xk))
                     if bool(adv.any()):
@@ -140,7 +161,7 @@ class FAB(MinimalNormAttack):
                         out[hit] = xk[improved]
                         best[hit] = nrm[improved]
                         bk = torch.where(improved, nrm, bk)
-                        a = adv.view(-1, *([1] * (x.ndim - 1)))
+                        a = per_sample(adv, x)
                         xk = torch.where(a, x0 + self.beta * (xk - x0), xk)
                         if self.eps is not None:
                             keep = ~(bk <= self.eps)

@@ -1,4 +1,6 @@
-"""FGSM: one signed-gradient step to the edge of the eps-ball (Goodfellow et al., 2015; paper eq. (10)-(11))."""
+"""FGSM: one signed-gradient step to the edge of the eps-ball (Goodfellow et al., 2015), eq. (10)-(11) of
+Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the Face of Adversity: Understanding and
+Improving Deep Learning through Adversarial Robustness", Proc. IEEE 2021."""
 
 from __future__ import annotations
 
@@ -6,11 +8,13 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from ..checks import NON_NEGATIVE, Number, check, checked
 from ..classifier import Classifier
+from ..decision import Criterion
+from ..norms import INF, steepest_direction
 from ..seeding import SampleRNG
-from .base import BoundedAttack, Criterion
+from .base import ATTACKS, BoundedAttack
 from .iterative import LoopConfig, Projector, Stepper, ce_loss, iterate, make_projector
-from .norms import INF, steepest_direction
 
 
 def _signed_step(p: float, eps: float, clean: Tensor, xk: Tensor, grad: Tensor, proj: Projector) -> Tensor:
@@ -27,6 +31,7 @@ class _OneStep(Stepper):
         return _signed_step(self.p, self.eps, clean, xk, grad, proj)
 
 
+@ATTACKS.register("fgsm", minimal=False, norms=(1.0, 2.0, INF), steps=None, summary="one gradient step")
 class FGSM(BoundedAttack):
     """Fast Gradient (Sign) Method: ``x + eps * sign(grad_x L(x, y))`` (Goodfellow et al., 2015).
 
@@ -44,6 +49,7 @@ class FGSM(BoundedAttack):
 
     name: ClassVar[str] = "fgsm"
 
+    @checked(eps=NON_NEGATIVE)
     def __init__(self, norm: float | str = INF, eps: float = 8 / 255, *, random_start: bool = False,
                  clip: bool = True) -> None:
         super().__init__(norm, eps, clip=clip)
@@ -64,6 +70,7 @@ class FGSM(BoundedAttack):
         (zero start), or the gradient at its uniform point (random start, Wong et al.'s FGSM-RS step).
         """
         x = x.detach()
+        alpha = check(alpha, "alpha", Number(low=0, low_open=True, optional=True), "FGSM.from_gradient")
         if self.eps == 0 or x.shape[0] == 0:
             return x.clone()
         proj = make_projector(clf, self.p, self.eps, self.clip)  # the ball around x, then the bounds

@@ -1,16 +1,23 @@
-"""Fast Minimum-Norm attack (FMN; Pintor et al., NeurIPS 2021): minimal L0, L1, L2 and Linf perturbations."""
+"""Fast Minimum-Norm attack (FMN; Pintor et al., NeurIPS 2021): minimal L0, L1, L2 and Linf perturbations (eq. 8-9
+of Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the Face of Adversity: Understanding and Improving
+Deep Learning through Adversarial Robustness", Proc. IEEE 2021)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from ..checks import COUNT, NON_NEGATIVE_INT, OPEN_UNIT, Pair, checked
+from ..decision import Criterion
 from ..errors import ConfigError
-from .base import Criterion
+from ..norms import INF, dual, lp_norm, project, project_l0_ball, steepest_direction
+from ..ops import per_sample
+from .base import ATTACKS
 from .budget_loop import BudgetAttack
-from .norms import INF, _view, dual, lp_norm, project, project_l0_ball, steepest_direction
 
 
+@ATTACKS.register("fmn", minimal=True, norms=(0.0, 1.0, 2.0, INF), steps="steps",
+                  summary="Fast Minimum-Norm, L0/L1/L2/Linf")
 class FMN(BudgetAttack):
     """FMN: steps on the logit margin inside an Lp ball whose radius adapts to the boundary (paper eq. 8-9).
 
@@ -19,7 +26,7 @@ class FMN(BudgetAttack):
     adversarial iterates and grows by ``1 + gamma`` otherwise (``gamma`` cosine-annealed). The L0 budget counts
     pixels: it starts at one and grows (``max(eps + 1, eps (1 + gamma))``) until the iterate is adversarial, and
     shrinks by at least one pixel at adversarial iterates (starting from the whole input, as before, it could not
-    shrink to the 14 to 25 pixels that MNIST digits need within 100 steps). The step follows the
+    shrink to the few dozen pixels an MNIST digit needs within 100 steps). The step follows the
     steepest ascent of the margin (L2-normalised for L0 and L1, sign for Linf), with a length of ``alpha`` times the
     current radius, and the perturbation is projected onto the Lp ball (L0: keep the largest entries). Pintor,
     Roli, Brendel and Biggio, "Fast Minimum-norm Adversarial Attacks through Adaptive Norm Constraints", 2021.
@@ -35,13 +42,15 @@ class FMN(BudgetAttack):
             points down, one at 1 whose gradient points up) from the step and from the linear estimate of the
             distance. Without it, on images with many pixels at the bounds, the estimate ``|margin| / ||grad||_q``
             counts progress that clipping then removes: before a first adversarial point is found the radius
-            settles just above the clipped norm and the iterate stalls short of the boundary (on a small MNIST
-            CNN, 2.6% of 500 digits were never fooled in L2 and 45% of 200 in L1; with it, none).
+            settles just above the clipped norm and the iterate stalls short of the boundary, and a share of the
+            digits of an MNIST CNN is never fooled in L2 and L1 (BENCHMARKS.md, Attacks, "FMN"); with it,
+            none.
         clip: keep examples inside the bounds.
     """
 
     name = "fmn"
 
+    @checked(steps=COUNT, gamma=OPEN_UNIT, alpha=Pair(low=0, low_open=True), refine=NON_NEGATIVE_INT)
     def __init__(
         self,
         norm: float | str = 2,
@@ -70,7 +79,7 @@ class FMN(BudgetAttack):
 
     def direction(self, grad: Tensor, delta: Tensor, eps: Tensor, loss: Tensor, alpha: float) -> Tensor:
         u = steepest_direction(grad, self.p if self.p in (2, INF) else 2)
-        return u * _view(alpha * self._length(grad, delta, eps, loss), grad)
+        return u * per_sample(alpha * self._length(grad, delta, eps, loss), grad)
 
     def update_budget(
         self, eps: Tensor, is_adv: Tensor, norm: Tensor, best: Tensor, loss: Tensor, grad: Tensor, gamma: float

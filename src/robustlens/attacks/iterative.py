@@ -1,4 +1,6 @@
-"""The one iterative loop of the gradient-based eps-bounded attacks (paper eq. (10)-(11)).
+"""The one iterative loop of the gradient-based eps-bounded attacks (eq. (10)-(11) of Ortiz-Jimenez, Modas,
+Moosavi-Dezfooli, Frossard, "Optimism in the Face of Adversity: Understanding and Improving Deep Learning through
+Adversarial Robustness", Proc. IEEE 2021).
 
 FGSM, PGD and APGD all maximise a loss inside the ball ``||r||_p <= eps`` (eq. 10-11), intersected with the data
 box (footnote 1), by repeating: evaluate loss and gradient, take a step, project. They differ only in the step,
@@ -14,7 +16,9 @@ The loop owns everything else:
 - active-sample masking: with ``early_stop`` a sample leaves the batch at its first adversarial iterate and costs
   nothing afterwards (safe here because the result of an eps-bounded attack only records *whether* the ball holds
   an adversarial example; pass ``early_stop=False`` to keep iterating and return the adversarial iterate of
-  highest loss instead).
+  highest loss instead);
+- a sample whose gradient (or loss) is NaN or Inf stops, returned as NaN (:func:`robustlens.decision.stop`) unless it
+  already has an adversarial iterate.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..classifier import Classifier
+from ..decision import Criterion, stop
 from ..errors import ConfigError
+from ..norms import INF, project, random_in_ball, steepest_direction
+from ..ops import finite_rows, logit_margin
 from ..seeding import SampleRNG
-from .base import Criterion
-from .norms import INF, project, random_in_ball, steepest_direction
 
 LossFn = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 """``(logits, labels, loss_targets) -> per-sample loss to maximise``."""
@@ -55,14 +60,13 @@ def dlr_loss(logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
     """
     c = logits.shape[1]
     srt = logits.sort(1, descending=True).values
-    zy = logits.gather(1, labels[:, None]).squeeze(1)
     if targets is None:
         if c < 3:
             raise ConfigError("the DLR loss needs at least 3 classes; use loss='ce'")
-        other = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
-        return -(zy - other) / (srt[:, 0] - srt[:, 2] + 1e-12)
+        return -logit_margin(logits, labels) / (srt[:, 0] - srt[:, 2] + 1e-12)
     if c < 4:
         raise ConfigError("the targeted DLR loss needs at least 4 classes; use loss='ce'")
+    zy = logits.gather(1, labels[:, None]).squeeze(1)
     zt = logits.gather(1, targets[:, None]).squeeze(1)
     return -(zy - zt) / (srt[:, 0] - 0.5 * (srt[:, 2] + srt[:, 3]) + 1e-12)
 
@@ -160,10 +164,11 @@ def iterate(
         loss_targets = criterion.targets
     proj = make_projector(clf, cfg.p, cfg.eps, cfg.clip)
     found = torch.zeros(n, dtype=torch.bool, device=x.device)
+    stopped = torch.zeros(n, dtype=torch.bool, device=x.device)
     best_adv_loss = torch.full((n,), float("-inf"), device=x.device, dtype=x.dtype)
     bar = tqdm(total=cfg.steps * cfg.restarts, desc=cfg.name, disable=not cfg.progress, leave=False)
     for r in range(cfg.restarts):
-        act = (~found).nonzero().flatten()
+        act = (~found & ~stopped).nonzero().flatten()
         if act.numel() == 0:
             break
         clean = x[act]
@@ -181,6 +186,20 @@ def iterate(
 
             values, logits, grad = clf.value_and_grad(xk, objective)
             adv = crit.is_adversarial(logits)
+            broken = ~(finite_rows(grad) & finite_rows(values)) & ~adv
+            if bool(broken.any()):  # a NaN or Inf gradient or loss: the sample cannot go on
+                hit = act[broken]
+                keep_found = found[hit]
+                stop(out, hit[~keep_found])
+                stopped[hit] = True
+                keep = ~broken
+                act, clean, xk, grad, adv = act[keep], clean[keep], xk[keep], grad[keep], adv[keep]
+                values, labels, crit = values[keep], labels[keep], crit[keep]
+                ltg = None if ltg is None else ltg[keep]
+                state = {k: v[keep] for k, v in state.items()}
+                if act.numel() == 0:
+                    bar.update(cfg.steps - it)
+                    break
             if cfg.early_stop:
                 if bool(adv.any()):
                     hit = act[adv]

@@ -1,59 +1,26 @@
-"""Pieces shared by the minimal-norm attacks (paper eq. 8-9).
+"""Pieces shared by the minimal-norm attacks (paper eq. 8-9; Ortiz-Jimenez et al., "Optimism in the Face of
+Adversity: Understanding and Improving Deep Learning through Adversarial Robustness", Proc. IEEE 2021).
 
-- :func:`logit_jacobian`: the gradients of several linear combinations of the logits in one forward pass and one
-  batched backward (a vector-Jacobian product per combination), so that DeepFool and SparseFool differentiate only
-  the candidate classes, and count exactly the passes they use.
 - :func:`box_free_mask`: which coordinates can still move in the direction of a step without leaving the bounds.
 - :func:`run_active`: the loop skeleton in which finished samples stop costing compute.
 - :func:`walk_boundary`: after an attack has crossed the boundary, walk along it towards the clean input.
+
+The gradients of several linear combinations of the logits from one forward pass and one batched backward (how
+DeepFool, SparseFool and the refinements differentiate only the candidate classes) are
+:meth:`Classifier.logit_jacobian`; the boundary normal they follow is :meth:`Criterion.boundary_weights`.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from ..classifier import Classifier
-from .base import Criterion
-from .norms import INF, _view, lp_norm, minimal_linear_step, minimal_linear_step_in_box
-
-
-def logit_jacobian(
-    clf: Classifier, x: Tensor, weights: Tensor | Callable[[Tensor], Tensor]
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Values and input gradients of ``K`` linear combinations of the logits, per sample.
-
-    Args:
-        clf: the classifier (one forward pass per sample and ``K`` backward passes per sample are counted).
-        x: a batch ``(N, *shape)``.
-        weights: coefficients ``(N, K, C)``, or a function of the logits ``(N, C)`` (detached) returning them;
-            combination ``k`` of sample ``n`` is ``sum_c weights[n, k, c] * logits[n, c]`` (e.g. ``e_k - e_y``
-            for the logit difference ``z_k - z_y`` that DeepFool linearises).
-
-    Returns:
-        ``(logits, values, grads)`` with ``values`` of shape ``(N, K)`` and ``grads`` of shape ``(N, K, *shape)``.
-
-    One forward pass is shared by all ``K`` gradients; the ``K`` vector-Jacobian products run as one batched
-    backward (``is_grads_batched``), falling back to ``K`` backward calls on the same graph for models whose
-    backward cannot be vectorised.
-    """
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        logits = clf.forward(xg)
-        w = (weights(logits.detach()) if callable(weights) else weights).to(logits.dtype)  # (N, K, C)
-        k = w.shape[1]
-        values = torch.einsum("nkc,nc->nk", w, logits.detach())
-        go = w.permute(1, 0, 2).contiguous()  # (K, N, C)
-        try:
-            (grads,) = torch.autograd.grad(logits, xg, go, is_grads_batched=True, retain_graph=True)
-        except RuntimeError:  # pragma: no cover - depends on the model's operators
-            parts = [torch.autograd.grad(logits, xg, go[i], retain_graph=i < k - 1)[0] for i in range(k)]
-            grads = torch.stack(parts)
-    clf.counter.backward += x.shape[0] * k
-    return logits.detach(), values, grads.transpose(0, 1)
+from ..decision import Criterion
+from ..norms import INF, lp_norm, minimal_linear_step, minimal_linear_step_in_box
+from ..ops import finite_rows, per_sample
 
 
 def box_free_mask(xa: Tensor, direction: Tensor, bounds: tuple[float, float], tol: float = 1e-7) -> Tensor:
@@ -143,8 +110,6 @@ def walk_boundary(
     """
     if rounds < 1 or not (p in (1.0, 2.0, INF) or not clip):
         return
-    from .sparsefool import boundary_normal_weights
-
     lo, hi = clf.bounds
     live = clean_margin > 0
     start = delta.clone()
@@ -155,8 +120,8 @@ def walk_boundary(
             return
         crit = criterion[idx]
         xs, d, nd = x[idx], delta[idx], norm[idx]
-        logits, f, g = logit_jacobian(clf, xs + d, functools.partial(boundary_normal_weights, criterion=crit))
-        adv = crit.is_adversarial(logits)
+        logits, f, g = clf.logit_jacobian(xs + d, crit.boundary_weights)
+        adv = crit.is_adversarial(logits) & finite_rows(g)
         w, f = g[:, 0], f[:, 0]
         c = _dot(w, d) - f
         if clip:
@@ -184,7 +149,7 @@ def walk_boundary(
             if sel.numel() == 0:
                 break
             ts = t[sel]
-            cand = xs[sel] + _view(ts, u) * u[sel]
+            cand = xs[sel] + per_sample(ts, u) * u[sel]
             if clip:
                 cand = clf.clip(cand)
             with torch.no_grad():
@@ -211,7 +176,7 @@ def walk_boundary(
             t = torch.full_like(t, INF)
             t[sel] = torch.where(converged, torch.full_like(nxt, INF), nxt)
         rows = torch.isfinite(best_t).nonzero().flatten()
-        cand = xs[rows] + _view(best_t[rows], u) * u[rows]
+        cand = xs[rows] + per_sample(best_t[rows], u) * u[rows]
         if clip:
             cand = clf.clip(cand)
         dn = cand - xs[rows]
@@ -230,4 +195,4 @@ def walk_boundary(
         delta[undo] = start[undo]
 
 
-__all__ = ["box_free_mask", "logit_jacobian", "run_active", "walk_boundary"]
+__all__ = ["box_free_mask", "run_active", "walk_boundary"]

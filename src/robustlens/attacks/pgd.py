@@ -1,4 +1,6 @@
-"""PGD: projected gradient ascent on the loss inside the eps-ball (Madry et al., 2018; paper eq. (10)-(11))."""
+"""PGD: projected gradient ascent on the loss inside the eps-ball (Madry et al., 2018), eq. (10)-(11) of
+Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the Face of Adversity: Understanding and
+Improving Deep Learning through Adversarial Robustness", Proc. IEEE 2021."""
 
 from __future__ import annotations
 
@@ -7,12 +9,14 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from ..checks import COUNT, NON_NEGATIVE, Number, checked
 from ..classifier import Classifier
+from ..decision import Criterion
 from ..errors import ConfigError
+from ..norms import INF, sparse_l1_direction, steepest_direction
 from ..seeding import SampleRNG
-from .base import BoundedAttack, Criterion
+from .base import ATTACKS, BoundedAttack
 from .iterative import LoopConfig, LossFn, Projector, Stepper, iterate, resolve_bounded_loss
-from .norms import INF, sparse_l1_direction, steepest_direction
 
 
 class _PGDStep(Stepper):
@@ -34,6 +38,8 @@ class _PGDStep(Stepper):
         return proj(clean, xk + self.alpha * d)
 
 
+@ATTACKS.register("pgd", minimal=False, norms=(1.0, 2.0, INF), steps="steps",
+                  summary="projected gradient descent with a random start")
 class PGD(BoundedAttack):
     """Projected Gradient Descent on the loss (Madry et al., 2018), in Linf, L2 or L1.
 
@@ -60,6 +66,8 @@ class PGD(BoundedAttack):
 
     name: ClassVar[str] = "pgd"
 
+    @checked(eps=NON_NEGATIVE, steps=COUNT, alpha=Number(low=0, low_open=True, optional=True), restarts=COUNT,
+             l1_sparsity=Number(low=0, high=1, high_open=True))
     def __init__(
         self,
         norm: float | str = INF,
@@ -78,8 +86,6 @@ class PGD(BoundedAttack):
         super().__init__(norm, eps, clip=clip)
         if self.p not in (1.0, 2.0, INF):
             raise ConfigError(f"PGD supports L1, L2 and Linf, got L{self.p}")
-        if not 0 <= l1_sparsity < 1:
-            raise ConfigError(f"l1_sparsity must be in [0, 1), got {l1_sparsity}")
         self.steps = int(steps)
         self.alpha = float(alpha) if alpha is not None else 2.5 * self.eps / max(1, self.steps)
         self.random_start = random_start

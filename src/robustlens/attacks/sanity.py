@@ -1,7 +1,9 @@
 """Sanity checks against gradient masking, in the spirit of AutoAttack's checks (Croce & Hein, 2020).
 
-An eps-bounded evaluation (paper eq. 10-12) is only as good as the attack's gradients. When a defence masks,
-shatters or obfuscates gradients, robust accuracy is overestimated, and telltale inconsistencies appear
+An eps-bounded evaluation (eq. 10-12 of Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the Face of
+Adversity: Understanding and Improving Deep Learning through Adversarial Robustness", Proc. IEEE 2021) is only as
+good as the attack's gradients. When a defence masks, shatters or obfuscates gradients, robust accuracy is
+overestimated, and telltale inconsistencies appear
 (Athalye, Carlini & Wagner, 2018; Carlini et al., "On Evaluating Adversarial Robustness", 2019):
 
 - ``monotone_eps``: the success rate of the white-box attack does not grow with eps (a larger ball contains the
@@ -24,12 +26,14 @@ from typing import Any
 
 from torch import Tensor
 
+from ..analyses import register_analysis
+from ..checks import COUNT, POSITIVE, PROBABILITY, Number, check, checked
 from ..classifier import Classifier
 from ..errors import ConfigError
+from ..norms import INF, norm_name, parse_norm
 from ..results import Result
 from .base import Attack, BoundedAttack
 from .fgsm import FGSM
-from .norms import INF, check_eps, norm_name, parse_norm
 from .pgd import PGD
 from .square import Square
 
@@ -90,6 +94,16 @@ def _unbounded_eps(clf: Classifier, x: Tensor, p: float) -> float:
     return span * d ** (1.0 / p)
 
 
+def _smoke(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> SanityReport:
+    span = clf.bounds[1] - clf.bounds[0]
+    return gradient_masking_checks(clf, x, y, eps=0.05 * span, eps_factors=(0.5, 1.0), steps=3, square_queries=5,
+                                   seed=seed)
+
+
+@register_analysis("gradient-masking-checks", kind="attack", smoke=_smoke,
+                   summary="four sanity checks against gradient masking")
+@checked(eps=POSITIVE, steps=COUNT, square_queries=COUNT, tol=Number(low=0, high=1, high_open=True),
+         unbounded_min=PROBABILITY)
 def gradient_masking_checks(
     clf: Classifier,
     x: Tensor,
@@ -128,13 +142,9 @@ def gradient_masking_checks(
         A :class:`SanityReport`; ``report.flagged`` is ``True`` when any check fires, ``report.summary()`` explains.
     """
     p = parse_norm(norm)
-    eps = check_eps(eps)
-    if eps == 0:
-        raise ConfigError("eps must be > 0 for the gradient-masking checks")
-    if not eps_factors or any(f <= 0 for f in eps_factors):
+    if not eps_factors:
         raise ConfigError(f"eps_factors must be positive multiples of eps, got {list(eps_factors)}")
-    if not 0 <= tol < 1:
-        raise ConfigError(f"tol must be in [0, 1), got {tol}")
+    eps_factors = [check(f, "eps_factors", POSITIVE, "gradient_masking_checks") for f in eps_factors]
     make = white_box or (lambda e: PGD(norm, e, steps=steps))
     correct: Tensor | None = None
 

@@ -1,4 +1,6 @@
-"""Square Attack: score-based random search inside the eps-ball (Andriushchenko et al., 2020; eq. (10)-(11))."""
+"""Square Attack: score-based random search inside the eps-ball (Andriushchenko et al., 2020), eq. (10)-(11) of
+Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the Face of Adversity: Understanding and
+Improving Deep Learning through Adversarial Robustness", Proc. IEEE 2021."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..checks import COUNT, NON_NEGATIVE, Number, checked
 from ..classifier import Classifier
+from ..decision import Criterion
 from ..errors import ConfigError, InputError
+from ..norms import INF, lp_norm, project
 from ..seeding import SampleRNG
-from .base import BoundedAttack, Criterion
-from .norms import INF, lp_norm, project
+from .base import ATTACKS, BoundedAttack
 
 
 def p_schedule(p_init: float, it: int, queries: int) -> float:
@@ -58,6 +62,8 @@ def _l2_pattern(s: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     return (pat / pat.norm()).to(device=device, dtype=dtype)
 
 
+@ATTACKS.register("square", minimal=False, norms=(2.0, INF), steps="queries",
+                  summary="Square, score-based (no gradients); steps = queries")
 class Square(BoundedAttack):
     """Square Attack (Andriushchenko et al., 2020): random search with square-shaped updates, no gradients.
 
@@ -80,13 +86,12 @@ class Square(BoundedAttack):
     name: ClassVar[str] = "square"
     gradient_free: ClassVar[bool] = True
 
+    @checked(eps=NON_NEGATIVE, queries=COUNT, p_init=Number(low=0, high=1, low_open=True))
     def __init__(self, norm: float | str = INF, eps: float = 8 / 255, *, queries: int = 5000, p_init: float = 0.8,
                  clip: bool = True, progress: bool = False) -> None:
         super().__init__(norm, eps, clip=clip)
         if self.p not in (2.0, INF):
             raise ConfigError(f"Square supports Linf and L2, got L{self.p}")
-        if queries < 1:
-            raise ConfigError(f"queries must be >= 1, got {queries}")
         self.queries = int(queries)
         self.p_init = float(p_init)
         self.progress = progress

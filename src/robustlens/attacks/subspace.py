@@ -1,4 +1,6 @@
-"""Restrict any gradient attack to a linear subspace (paper eq. 18; Ortiz-Jimenez et al., NeurIPS 2020).
+"""Restrict any gradient attack to a linear subspace (eq. 18 of Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard,
+"Optimism in the Face of Adversity: Understanding and Improving Deep Learning through Adversarial Robustness", Proc.
+IEEE 2021; Ortiz-Jimenez et al., NeurIPS 2020).
 
 Eq. (18) asks for the minimal L2 perturbation ``r`` that changes the decision subject to ``r`` lying in a subspace
 ``S = span(B)``, with ``B`` a ``D x k`` matrix of orthonormal columns (e.g. a band of DCT frequencies). Its norm
@@ -22,10 +24,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..analyses import register_analysis
 from ..classifier import Classifier
+from ..decision import Criterion
 from ..errors import ConfigError, InputError
-from ..seeding import SampleRNG
-from .base import Attack, Criterion
+from ..seeding import SampleRNG, generator
+from .base import Attack
+from .deepfool import DeepFool
 
 
 def check_basis(basis: Tensor, dim: int | None = None, tol: float = 1e-4) -> Tensor:
@@ -89,6 +94,14 @@ class SubspaceClassifier(Classifier):
     __call__ = forward
 
 
+def _smoke(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> Any:
+    d = x[0].numel()
+    q, _ = torch.linalg.qr(torch.randn(d, min(4, d), generator=generator(seed, "smoke-basis"), dtype=torch.float64))
+    return SubspaceAttack(DeepFool(norm=2, max_iter=5, clip=False), q.to(x.dtype))(clf, x, y, seed=seed)
+
+
+@register_analysis("subspace-attack", kind="attack", smoke=_smoke,
+                   summary="the minimal perturbation inside a subspace (eq. 18)")
 class SubspaceAttack(Attack):
     """Run ``attack`` restricted to ``span(basis)`` (paper eq. 18) and return a normal pixel-space result.
 

@@ -1,4 +1,5 @@
-"""Universal adversarial perturbations (paper eq. 17, Fig. 5).
+"""Universal adversarial perturbations (eq. 17, Fig. 5 of Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism
+in the Face of Adversity: Understanding and Improving Deep Learning through Adversarial Robustness", Proc. IEEE 2021).
 
 One perturbation ``v`` with ``||v||_p <= xi`` that changes the decision of most inputs,
 ``P(f(x + v) != f(x)) >= 1 - delta`` (Moosavi-Dezfooli, Fawzi, Fawzi and Frossard, "Universal adversarial
@@ -10,6 +11,10 @@ then projects ``v`` back onto the Lp ball of radius ``xi``. It stops when the fo
 Batched: the inputs are visited in chunks of ``batch_size``; the DeepFool steps of the still-unfooled inputs of a
 chunk are computed in one batched call at the current ``v`` and then applied one after the other with a projection
 after each (with ``batch_size=1`` this is exactly the original sequential algorithm).
+
+Whether ``v`` fools an input is decided by :func:`robustlens.decision.decide` (finite logits, the decision at the
+clipped point, the majority over draws for a stochastic classifier); an inner DeepFool step that stopped on a NaN or
+Inf gradient is left out of ``v`` and reported in a warning.
 """
 
 from __future__ import annotations
@@ -23,13 +28,16 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..analyses import register_analysis
+from ..checks import COUNT, NON_NEGATIVE, OPTIONAL_COUNT, Number, checked
 from ..classifier import Classifier
+from ..decision import Criterion, decide, warn_rejected
 from ..errors import ConfigError
+from ..norms import INF, lp_norm, norm_name, parse_norm, project
+from ..ops import finite_rows
 from ..results import Result
 from ..seeding import SampleRNG, generator
-from .base import Criterion
 from .deepfool import DeepFool
-from .norms import INF, check_eps, lp_norm, norm_name, parse_norm, project
 
 
 @dataclass
@@ -65,14 +73,22 @@ class UniversalResult(Result):
         return float((basis.T @ v).pow(2).sum() / v.pow(2).sum().clamp_min(1e-30))
 
 
+def fooled_by(clf: Classifier, x: Tensor, clean: Tensor, v: Tensor, *, clip: bool = True,
+              batch_size: int | None = None) -> Tensor:
+    """Per input of ``x`` (validated, with clean decisions ``clean``), whether ``x + v`` (clipped by default) changes
+    the decision, as :func:`robustlens.decision.decide` rules."""
+    xv = clf.clip(x + v) if clip else x + v
+    d = decide(clf, x, xv, Criterion(clean), p=2.0, bounds=clip, batch_size=batch_size)
+    warn_rejected("fooling_rate", d.stopped, d.nonfinite_logits, d.outside, stacklevel=4)
+    return d.success
+
+
 def fooling_rate(clf: Classifier, x: Tensor, v: Tensor, *, clip: bool = True, batch_size: int | None = None) -> float:
     """``P(f(x + v) != f(x))`` over the inputs ``x`` (eq. 17), with ``x + v`` clipped to the bounds by default."""
     x, _ = clf.validate(x)
     v = v.to(x).reshape(1, *x.shape[1:])
     clean = clf.predict(x, batch_size=batch_size, validate=False)
-    xv = clf.clip(x + v) if clip else x + v
-    pert = clf.predict(xv, batch_size=batch_size, validate=False)
-    return float((pert != clean).float().mean())
+    return float(fooled_by(clf, x, clean, v, clip=clip, batch_size=batch_size).float().mean())
 
 
 def random_fooling_rate(
@@ -97,6 +113,14 @@ def random_fooling_rate(
     return float(sum(rates) / len(rates))
 
 
+def _smoke(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> UniversalResult:
+    span = clf.bounds[1] - clf.bounds[0]
+    return UniversalPerturbation(eps=0.1 * span, max_passes=1, deepfool_iter=3, batch_size=4, progress=False).fit(
+        clf, x, seed=seed)
+
+
+@register_analysis("universal-perturbation", kind="attack", smoke=_smoke,
+                   summary="a universal adversarial perturbation (eq. 17) and its fooling rate")
 class UniversalPerturbation:
     """The universal perturbation algorithm of Moosavi-Dezfooli et al. (CVPR 2017), paper eq. (17).
 
@@ -117,6 +141,8 @@ class UniversalPerturbation:
         >>> fooling_rate(clf, x_test, res.perturbation)
     """
 
+    @checked(eps=NON_NEGATIVE, delta=Number(low=0, high=1, high_open=True), max_passes=COUNT,
+             overshoot=NON_NEGATIVE, deepfool_iter=COUNT, batch_size=COUNT, candidates=OPTIONAL_COUNT)
     def __init__(
         self,
         norm: float | str = INF,
@@ -133,11 +159,7 @@ class UniversalPerturbation:
         self.p = parse_norm(norm)
         if self.p not in (2.0, INF):
             raise ConfigError(f"universal perturbations are implemented for L2 and Linf, got {norm_name(self.p)}")
-        self.eps = check_eps(eps)
-        if not 0 <= delta < 1:
-            raise ConfigError(f"delta must be in [0, 1), got {delta}")
-        if max_passes < 1 or batch_size < 1:
-            raise ConfigError("max_passes and batch_size must be >= 1")
+        self.eps = float(eps)
         self.delta = float(delta)
         self.max_passes = int(max_passes)
         self.overshoot = float(overshoot)
@@ -161,6 +183,10 @@ class UniversalPerturbation:
         """Compute a universal perturbation on the inputs ``x`` (labels are not needed: eq. 17 compares with the
         clean decision; ``y`` is accepted for symmetry with attacks and ignored)."""
         x, _ = clf.validate(x)
+        with clf.random_state(seed):  # the randomness of a stochastic classifier follows the seed
+            return self._fit(clf, x, seed, init)
+
+    def _fit(self, clf: Classifier, x: Tensor, seed: int, init: Tensor | None) -> UniversalResult:
         n, shape = x.shape[0], x.shape[1:]
         start = clf.counter.snapshot()
         clean = clf.predict(x, validate=False)
@@ -173,6 +199,7 @@ class UniversalPerturbation:
         best_rate, best_v = rate, v.clone()
         passes = 0
         bar = tqdm(total=self.max_passes * n, desc="universal perturbation", disable=not self.progress, leave=False)
+        stopped, attempts = 0, 0
         with clf.analysis_mode():
             while rate < target and passes < self.max_passes:
                 order = torch.randperm(n, generator=generator(seed, "uap-order", passes)).to(x.device)
@@ -180,7 +207,7 @@ class UniversalPerturbation:
                     idx = order[s : s + self.batch_size]
                     xv = clf.clip(x[idx] + v)
                     with torch.no_grad():
-                        still = clf.forward(xv).argmax(1) == clean[idx]
+                        still = ~Criterion(clean[idx]).is_adversarial(clf.forward(xv))
                     bar.update(idx.numel())
                     if not bool(still.any()):
                         continue
@@ -188,7 +215,10 @@ class UniversalPerturbation:
                     xs = xv[still]
                     adv = inner.run(clf, xs, Criterion(clean[sel]), SampleRNG(seed, sel.tolist()))
                     steps = (adv - xs).detach()
-                    ok = lp_norm(steps, 2.0) > 0
+                    finite = finite_rows(steps)  # a stopped inner step (NaN) never enters v
+                    stopped += int((~finite).sum())
+                    attempts += int(finite.numel())
+                    ok = finite & (lp_norm(steps.nan_to_num(0.0), 2.0) > 0)
                     for dv in steps[ok]:
                         v = project(v + dv[None], self.p, self.eps)
                 passes += 1
@@ -197,6 +227,10 @@ class UniversalPerturbation:
                 if rate > best_rate:  # a pass can undo earlier gains on a robust model: keep the best pass
                     best_rate, best_v = rate, v.clone()
         bar.close()
+        if stopped:
+            none = torch.zeros(attempts, dtype=torch.bool)
+            warn_rejected("UniversalPerturbation's inner DeepFool", torch.arange(attempts) < stopped, none, none,
+                          stacklevel=3)
         fwd, bwd = clf.counter.snapshot()
         return UniversalResult(
             perturbation=best_v[0].detach().cpu(), p=self.p, eps=self.eps, fooling_rate=best_rate, history=history,
@@ -205,8 +239,9 @@ class UniversalPerturbation:
         )
 
     def _rate(self, clf: Classifier, x: Tensor, clean: Tensor, v: Tensor) -> float:
-        pert = clf.predict(clf.clip(x + v), validate=False)
-        return float((pert != clean).float().mean()) if x.shape[0] else math.nan
+        if not x.shape[0]:
+            return math.nan
+        return float(fooled_by(clf, x, clean, v).float().mean())
 
 
-__all__ = ["UniversalPerturbation", "UniversalResult", "fooling_rate", "random_fooling_rate"]
+__all__ = ["UniversalPerturbation", "UniversalResult", "fooled_by", "fooling_rate", "random_fooling_rate"]

@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attacks.norms import INF, check_eps, dual, parse_norm
 from ..classifier import Classifier
 from ..errors import ConfigError
+from ..norms import INF, check_eps, dual, parse_norm
 from ..results import Result
 
 _MONOTONE = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.Flatten, nn.Identity,

@@ -10,6 +10,21 @@ import typer
 if TYPE_CHECKING:
     from torch import nn
 
+def parse_number(text: str, option: str) -> float:
+    """``"0.3"`` or a fraction such as ``"8/255"`` (the usual way to write CIFAR-10 radii) given to ``option``; a
+    :class:`~robustlens.errors.ConfigError` naming the option otherwise. Range and sign are checked where the value
+    is used (``robustlens.checks``)."""
+    from ..errors import ConfigError
+
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"{option} {text!r} is not a number; write e.g. 0.3 or 8/255") from None
+
+
 app = typer.Typer(
     name="robustlens",
     help=(

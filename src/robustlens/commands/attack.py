@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..attacks import ATTACKS
 from .app import (
     ArchOption,
     DataOption,
@@ -18,21 +19,9 @@ from .app import (
     UnsafePickleOption,
     app,
     load_cli_model,
+    parse_number,
     resolve_device,
 )
-
-
-def parse_number(text: str | None, name: str) -> float | None:
-    """A float from ``"0.3"`` or a fraction such as ``"8/255"``."""
-    if text is None:
-        return None
-    try:
-        if "/" in text:
-            num, den = text.split("/", 1)
-            return float(num) / float(den)
-        return float(text)
-    except (ValueError, ZeroDivisionError):
-        raise typer.BadParameter(f"{name} {text!r}: give a number such as 0.3 or a fraction such as 8/255") from None
 
 
 def parse_target(text: str | None) -> str | int | None:
@@ -46,11 +35,14 @@ def parse_target(text: str | None) -> str | int | None:
         raise typer.BadParameter(f"--target {text!r}: use none, random, least-likely or a class index") from None
 
 
+def _names(minimal: bool) -> str:
+    return ", ".join(e.name for e in ATTACKS.entries() if e.meta["minimal"] == minimal)
+
+
 @app.command()
 def attack(
-    name: Annotated[str, typer.Option("--attack", "-a", help="Attack name: deepfool, sparsefool, cw, fmn, fab, ddn "
-                                      "(minimal-norm) or fgsm, pgd, apgd-ce, apgd-dlr, square, autoattack "
-                                      "(eps-bounded).")],
+    name: Annotated[str, typer.Option("--attack", "-a", help=f"Attack name: {_names(True)} (minimal-norm) or "
+                                      f"{_names(False)} (eps-bounded).")],
     model: Annotated[Path | None, typer.Option("--model", help="Model file (.safetensors, or a torch state dict / "
                                                "checkpoint). Loaded safely: a full pickle needs --unsafe-pickle.")]
     = None,
@@ -95,7 +87,8 @@ def attack(
 
     try:
         _attack(name=name, model=model, arch=arch, model_file=model_file, unsafe_pickle=unsafe_pickle,
-                dataset=dataset, split=split, root=root, limit=limit, norm=norm, eps=parse_number(eps, "--eps"),
+                dataset=dataset, split=split, root=root, limit=limit, norm=norm,
+                eps=None if eps is None else parse_number(eps, "--eps"),
                 steps=steps, target=parse_target(target), eps_grid=eps_grid, batch_size=batch_size, out=out,
                 state_dir=state_dir, resume=resume, overwrite=overwrite, progress=progress, seed=seed,
                 device=resolve_device(device))
@@ -113,10 +106,10 @@ def _attack(*, name: str, model: Path | None, arch: str | None, model_file: str 
 
     from .. import Classifier
     from ..attacks.base import AttackResult
-    from ..attacks.norms import norm_name
     from ..attacks.registry import attack_key, make_attack
     from ..data import load_dataset
     from ..errors import ConfigError
+    from ..norms import norm_name
     from ..runner import run_evaluation
 
     key = attack_key(name)
@@ -184,8 +177,7 @@ def _attack(*, name: str, model: Path | None, arch: str | None, model_file: str 
             typer.echo(f"median {norm_name(p)} norm of the correctly classified samples fooled: "
                        f"{float(fooled.median()):.4g} (mean {float(fooled.double().mean()):.4g})")
         if eps_grid:
-            grid = [v for v in (parse_number(t.strip(), "--eps-grid") for t in eps_grid.split(",") if t.strip())
-                    if v is not None]
+            grid = [parse_number(t.strip(), "--eps-grid") for t in eps_grid.split(",") if t.strip()]
             ra = result.robust_accuracy(grid)
             typer.echo("eps              " + "".join(f"{e:>9.4g}" for e in grid))
             typer.echo("robust accuracy  " + "".join(f"{float(a):>9.3f}" for a in ra))

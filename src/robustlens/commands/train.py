@@ -30,7 +30,7 @@ import typer
 
 from ..errors import ConfigError, MissingDependencyError, RobustLensError
 from ..results import Result
-from .app import DeviceOption, SeedOption, app, resolve_device
+from .app import DeviceOption, SeedOption, app, parse_number, resolve_device
 
 if TYPE_CHECKING:
     from torch import nn
@@ -101,17 +101,6 @@ class TrainRun(Result):
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def parse_number(text: str, option: str) -> float:
-    """``"0.3"`` or a fraction such as ``"8/255"`` (the usual way to write CIFAR-10 radii)."""
-    try:
-        if "/" in text:
-            num, den = text.split("/", 1)
-            return float(num) / float(den)
-        return float(text)
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"{option} {text!r} is not a number; write e.g. 0.3 or 8/255") from None
-
-
 def load_data(data: str, root: Path | None, download: bool, split_seed: int) -> tuple[ImageData, ImageData]:
     """The ``(train, held-out)`` pair for ``--data``: a data set name, or a folder of ``<class>/<image>`` files
     (with ``train/`` and ``test/`` sub-folders when it has them, else a fixed stratified 80/20 split)."""

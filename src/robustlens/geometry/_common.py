@@ -59,7 +59,7 @@ def logits_fn(clf: Classifier) -> Callable[[Tensor], Tensor]:
     """
 
     def f(x: Tensor) -> Tensor:
-        return clf.model(clf._normalize(x))
+        return clf.analysis_model(clf._normalize(x))
 
     return f
 

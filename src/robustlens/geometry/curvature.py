@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..classifier import Classifier
 from ..errors import ConfigError
+from ..ops import per_sample
 from ..results import Result
 from ..seeding import generator
 from ._common import LossSpec, hvp_fn, per_sample_loss, prepare
@@ -515,7 +516,7 @@ def gradient_alignment(
 
         res = DeepFool(norm=2)(clf, x, y)
         perturbation = torch.where(
-            res.success.view(-1, *([1] * (x.ndim - 1))), res.perturbation, torch.full_like(x, float("nan"))
+            per_sample(res.success, x), res.perturbation, torch.full_like(x, float("nan"))
         )
     _, g = clf.loss_and_input_grad(x, y, loss=loss, validate=False)
     r = perturbation.to(x).flatten(1)

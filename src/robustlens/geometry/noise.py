@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..classifier import Classifier
 from ..errors import ConfigError
+from ..ops import per_sample
 from ..results import Result
 from ..seeding import SampleRNG, generator
 from ._common import evaluate_points, prepare, ray_boundary_distance
@@ -100,7 +101,7 @@ def noise_error_rate(
         def make(s: slice, owner: Tensor = owner, flat: Tensor = flat, pts: int = pts_per_sigma) -> Tensor:
             idx = torch.arange(s.start, s.stop, device=x.device)
             si, pi = idx // pts, idx % pts
-            p = x[owner[pi]] + s_dev[si].view(-1, *([1] * len(shape))) * flat[pi]
+            p = x[owner[pi]] + per_sample(s_dev[si], flat) * flat[pi]
             return clf.clip(p) if clip else p
 
         def red(z: Tensor, s: slice, owner: Tensor = owner, out: Tensor = out, pts: int = pts_per_sigma) -> None:

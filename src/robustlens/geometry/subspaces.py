@@ -373,8 +373,8 @@ def subspace_margins(
     """
     from ..attacks.base import Criterion
     from ..attacks.deepfool import DeepFool
-    from ..attacks.norms import lp_norm
     from ..attacks.subspace import SubspaceAttack
+    from ..norms import lp_norm
     from ..runner import run_evaluation, tensor_hash
     from ..seeding import SampleRNG
 

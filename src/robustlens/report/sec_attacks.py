@@ -16,11 +16,11 @@ from torch import Tensor
 from ..attacks.base import AttackResult
 from ..attacks.deepfool import DeepFool
 from ..attacks.fmn import FMN
-from ..attacks.norms import INF
 from ..attacks.pgd import PGD
 from ..attacks.sanity import SanityReport, gradient_masking_checks
 from ..attacks.universal import UniversalPerturbation, UniversalResult, fooling_rate, random_fooling_rate
 from ..classifier import Classifier
+from ..norms import INF
 from ..results import Result
 from . import figures as F
 from .figures import Figure

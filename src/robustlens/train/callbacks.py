@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..attacks.norms import INF, check_eps, parse_norm
 from ..errors import ConfigError, RobustLensWarning
+from ..norms import INF, check_eps, parse_norm
 from .loop import TrainingHistory, save_checkpoint
 
 if TYPE_CHECKING:

@@ -24,17 +24,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attacks.base import Attack, Criterion
-from ..attacks.norms import INF, check_eps, norm_name, parse_norm
 from ..errors import ConfigError
+from ..norms import INF, check_eps, norm_name, parse_norm
+from ..ops import per_sample
 from .loop import StepContext
 
 
 def _accuracy(logits: Tensor, y: Tensor) -> Tensor:
     return (logits.detach().argmax(1) == y).float().mean()
-
-
-def _view(v: Tensor, like: Tensor) -> Tensor:
-    return v.reshape(-1, *([1] * (like.ndim - 1)))
 
 
 def input_grad(model: Callable[[Tensor], Tensor], x: Tensor, fn: Any, *, create_graph: bool) -> tuple[Tensor, Tensor]:
@@ -390,7 +387,7 @@ class CURE:
             logits = model(xg)
             (g0,) = torch.autograd.grad(ce(logits).sum(), xg, create_graph=True)
         s = g0.detach().sign()
-        z = s / _view(s.flatten(1).norm(dim=1).clamp_min(1e-12), s)
+        z = s / per_sample(s.flatten(1).norm(dim=1).clamp_min(1e-12), s)
         _, g1 = input_grad(model, x + self.h * z, ce, create_graph=True)
         return logits, (g1 - g0).flatten(1).pow(2).sum(1)
 
@@ -433,7 +430,7 @@ class DeepFoolAT(_OnPerturbed):
             r = adv - x
             n = r.flatten(1).norm(dim=1)
             scale = torch.where(n > self.max_norm, self.max_norm / n.clamp_min(1e-12), torch.ones_like(n))
-            adv = step_ctx.clf.clip(x + r * _view(scale, r))
+            adv = step_ctx.clf.clip(x + r * per_sample(scale, r))
         return adv
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, step_ctx: StepContext) -> tuple[Tensor, dict[str, Any]]:

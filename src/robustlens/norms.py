@@ -1,4 +1,4 @@
-"""Everything that depends on the choice of Lp norm, in one place.
+"""Everything that depends on the choice of Lp norm, in one place (attacks, certification and training share it).
 
 Norm orders are floats: ``0``, ``1``, ``2``, ``float('inf')`` (and any ``p >= 1`` where the operation is defined).
 All functions work per sample on batches of shape ``(N, ...)``.
@@ -11,8 +11,10 @@ import math
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
-from ..seeding import SampleRNG
+from .checks import NON_NEGATIVE, check
+from .errors import ConfigError
+from .ops import per_sample
+from .seeding import SampleRNG
 
 INF = float("inf")
 _NAMES = {"0": 0.0, "l0": 0.0, "1": 1.0, "l1": 1.0, "2": 2.0, "l2": 2.0, "inf": INF, "linf": INF}
@@ -38,11 +40,9 @@ def norm_name(p: float) -> str:
     return "Linf" if p == INF else f"L{int(p) if float(p).is_integer() else p}"
 
 
-def check_eps(eps: float) -> float:
-    eps = float(eps)
-    if not math.isfinite(eps) or eps < 0:
-        raise ConfigError(f"eps must be a finite number >= 0, got {eps}")
-    return eps
+def check_eps(eps: float, name: str = "eps", owner: str | None = None) -> float:
+    """A budget: a finite number >= 0 (``checks.NON_NEGATIVE``)."""
+    return float(check(eps, name, NON_NEGATIVE, owner))
 
 
 def dual(p: float) -> float:
@@ -70,10 +70,6 @@ def lp_norm(x: Tensor, p: float) -> Tensor:
     return flat.abs().pow(p).sum(1).pow(1 / p)
 
 
-def _view(v: Tensor, like: Tensor) -> Tensor:
-    return v.reshape(-1, *([1] * (like.ndim - 1)))
-
-
 def as_batch(value: float | Tensor, n: int, like: Tensor) -> Tensor:
     """A per-sample ``(N,)`` tensor from a scalar or an ``(N,)`` tensor."""
     t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
@@ -89,7 +85,7 @@ def steepest_direction(g: Tensor, p: float) -> Tensor:
         return g.sign()
     flat = g.flatten(1)
     if p == 2:
-        return g / _view(flat.norm(dim=1).clamp_min(1e-12), g)
+        return g / per_sample(flat.norm(dim=1).clamp_min(1e-12), g)
     if p == 1:
         idx = flat.abs().argmax(1)
         out = torch.zeros_like(flat)
@@ -97,7 +93,7 @@ def steepest_direction(g: Tensor, p: float) -> Tensor:
         return out.view_as(g)
     q = dual(p)
     qn = flat.abs().pow(q).sum(1).pow(1 / q).clamp_min(1e-12)
-    return g.sign() * g.abs().pow(q - 1) / _view(qn.pow(q - 1), g)
+    return g.sign() * g.abs().pow(q - 1) / per_sample(qn.pow(q - 1), g)
 
 
 def minimal_linear_step(w: Tensor, f: Tensor, p: float) -> Tensor:
@@ -108,7 +104,7 @@ def minimal_linear_step(w: Tensor, f: Tensor, p: float) -> Tensor:
     """
     q = dual(p)
     wq = lp_norm(w, q).clamp_min(1e-12)
-    return _view(f / wq, w) * steepest_direction(w, p)
+    return per_sample(f / wq, w) * steepest_direction(w, p)
 
 
 def project_l1_ball(delta: Tensor, eps: Tensor) -> Tensor:
@@ -133,11 +129,11 @@ def project(delta: Tensor, p: float, eps: float | Tensor) -> Tensor:
     """Project each sample's perturbation onto the Lp ball of radius ``eps`` (p in {1, 2, inf})."""
     e = as_batch(eps, delta.shape[0], delta)
     if p == INF:
-        return torch.maximum(torch.minimum(delta, _view(e, delta)), -_view(e, delta))
+        return torch.maximum(torch.minimum(delta, per_sample(e, delta)), -per_sample(e, delta))
     if p == 2:
         n = delta.flatten(1).norm(dim=1)
         factor = torch.where(n > e, e / n.clamp_min(1e-12), torch.ones_like(n))
-        return delta * _view(factor, delta)
+        return delta * per_sample(factor, delta)
     if p == 1:
         return project_l1_ball(delta, e)
     raise ConfigError(f"projection onto the L{p} ball is implemented for p in 1, 2, inf")
@@ -155,19 +151,19 @@ def random_in_ball(
     d = like[0].numel() if n else 1
     if p == INF:
         u = rng.rand(shape, key=(*key, "cube")).to(like)
-        return (2 * u - 1) * _view(e, like)
+        return (2 * u - 1) * per_sample(e, like)
     if p not in (1, 2):
         raise ConfigError(f"random initialisation in the L{p} ball is implemented for p in 1, 2, inf")
     radius = rng.rand((), key=(*key, "radius")).to(like).reshape(n).pow(1.0 / d) * e
     if p == 2:
         g = rng.randn(shape, key=(*key, "dir")).to(like)
-        direction = g / _view(g.flatten(1).norm(dim=1).clamp_min(1e-12), g)
+        direction = g / per_sample(g.flatten(1).norm(dim=1).clamp_min(1e-12), g)
     else:  # Laplace coordinates normalised to the L1 sphere are uniform on it
         u = rng.rand(shape, key=(*key, "lap")).to(like)
         sign = torch.where(rng.rand(shape, key=(*key, "sign")).to(like) < 0.5, -1.0, 1.0)
         lap = sign * (-torch.log1p(-u.clamp(max=1 - 1e-7)))
-        direction = lap / _view(lap.flatten(1).abs().sum(1).clamp_min(1e-12), lap)
-    return direction * _view(radius, like)
+        direction = lap / per_sample(lap.flatten(1).abs().sum(1).clamp_min(1e-12), lap)
+    return direction * per_sample(radius, like)
 
 
 def sparse_l1_direction(g: Tensor, sparsity: float, blocked: Tensor | None = None) -> Tensor:
