@@ -61,30 +61,27 @@ def inputs(seed: int = 1, zeros: bool = False) -> Tensor:
     return x
 
 
-class NaNAtClean(nn.Module):
+class NaNWhere(nn.Module):
+    """``layers(x)``, with NaN logits for the inputs where ``where(x)`` holds."""
+
+    def __init__(self, where: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.layers = layers()
+        self.where = where
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.layers(x)
+        return torch.where(self.where(x)[:, None], torch.full_like(z, math.nan), z)
+
+
+def NaNAtClean() -> NaNWhere:  # noqa: N802 - reads as the model it builds
     """NaN logits for the inputs whose first pixel is below 0.5 (some clean inputs)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.layers = layers()
-
-    def forward(self, x: Tensor) -> Tensor:
-        z = self.layers(x)
-        bad = x.flatten(1)[:, 0] < 0.5
-        return torch.where(bad[:, None], torch.full_like(z, math.nan), z)
+    return NaNWhere(lambda x: x.flatten(1)[:, 0] < 0.5)
 
 
-class NaNAway(nn.Module):
+def NaNAway() -> NaNWhere:  # noqa: N802
     """NaN logits where any pixel exceeds 0.95, far from the clean inputs (all below 0.9)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.layers = layers()
-
-    def forward(self, x: Tensor) -> Tensor:
-        z = self.layers(x)
-        bad = (x.flatten(1) > 0.95).any(1)
-        return torch.where(bad[:, None], torch.full_like(z, math.nan), z)
+    return NaNWhere(lambda x: (x.flatten(1) > 0.95).any(1))
 
 
 class SqrtSquared(nn.Module):

@@ -9,6 +9,7 @@ import pytest
 import torch
 from models import Affine, affine_distance
 
+from robustlens.attacks import ATTACKS, make_attack
 from robustlens.attacks.deepfool import DeepFool
 from robustlens.attacks.pgd import PGD
 from robustlens.classifier import Classifier
@@ -176,3 +177,22 @@ def test_factory_may_return_any_runner_with_an_eps() -> None:
     curve = robust_accuracy(clf, (x, y), Wrapped, eps, progress=False)
     assert curve.attack == "wrapped-fgsm" and curve.p == math.inf
     assert curve.robust_accuracy == pytest.approx([float((correct & (exact > e)).double().mean()) for e in eps])
+
+
+@pytest.mark.parametrize("name", [e.name for e in ATTACKS.entries() if not e.meta["minimal"]])
+def test_robust_accuracy_takes_every_registered_bounded_attack(name: str) -> None:
+    """Issue 14: ``robust_accuracy(clf, data, make_attack("autoattack", ...), eps)`` was a TypeError. Every bounded
+    attack of the registry works, as an attack or as a factory, and agrees with its own result on a binary affine
+    model whose boundary distances are exact (a correct attack fools exactly the samples within eps)."""
+    model, clf, x, y = setup(n=12, d=8)
+    x = x.view(-1, 1, 2, 4)  # images, so that Square runs too
+    exact = affine_distance(model, x, 1.0)  # Linf distances (dual norm L1)
+    eps = float(exact.median())
+    attack = make_attack(name, "Linf", eps, None if name == "autoattack" else 20)
+    curve = robust_accuracy(clf, (x, y), attack, eps, batch_size=5, progress=False)
+    direct = attack(clf, x, y)
+    assert curve.robust_accuracy == [pytest.approx(float(direct.robust_accuracy()[0]))]
+    assert not bool((direct.success & direct.clean_correct & (exact > eps + 1e-6)).any())  # sound
+    factory = robust_accuracy(clf, (x, y), lambda e: make_attack(name, "Linf", e, 2), [eps / 2, eps],
+                              batch_size=6, progress=False)
+    assert factory.eps == [eps / 2, eps] and factory.attack == attack.name

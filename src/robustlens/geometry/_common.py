@@ -167,13 +167,6 @@ def orthonormalize(vectors: Tensor) -> Tensor:
     return (q * d.sign()).T.contiguous()
 
 
-def margins(logits: Tensor, labels: Tensor) -> Tensor:
-    """``z_y - max_{k != y} z_k``: positive exactly while the decision stays ``y``."""
-    zy = logits.gather(1, labels[:, None]).squeeze(1)
-    other = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
-    return zy - other
-
-
 def ray_boundary_distance(
     clf: Classifier,
     x: Tensor,

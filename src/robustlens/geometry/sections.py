@@ -20,12 +20,12 @@ from torch import Tensor
 
 from ..classifier import Classifier, resolve_loss
 from ..errors import ConfigError
+from ..ops import logit_margin
 from ..results import Result
 from ..seeding import generator
 from ._common import (
     LossSpec,
     evaluate_points,
-    margins,
     orthonormalize,
     ray_boundary_distance,
     single,
@@ -256,7 +256,7 @@ def cross_section(
         def red(z: Tensor, s: slice) -> None:
             k, ij = z.shape[0], idx[s]
             lab[ij] = z.argmax(1)
-            mar[ij] = margins(z, clean.expand(k))
+            mar[ij] = logit_margin(z, clean.expand(k))
             lss[ij] = lfn(z, yb.expand(k))
 
         evaluate_points(clf, make, idx.shape[0], red, batch_size=batch_size, progress=progress, desc=desc)
