@@ -49,10 +49,10 @@ from robustlens.attacks.base import Attack
 from robustlens.attacks.deepfool import DeepFool
 from robustlens.attacks.fgsm import FGSM
 from robustlens.attacks.fmn import FMN
-from robustlens.norms import INF, lp_norm
 from robustlens.attacks.pgd import PGD
 from robustlens.classifier import Classifier
 from robustlens.data import load_dataset
+from robustlens.norms import INF, lp_norm
 from robustlens.train import fit
 from robustlens.zoo import create_model
 

@@ -164,6 +164,8 @@ ATTACKS: dict[str, tuple[Callable[[], Any], dict[str, Any], str | None]] = {
     "CarliniWagner": (lambda: _attack_class("cw", "CarliniWagner")(steps=5, binary_search_steps=2), {}, None),
     "SparseFool": (lambda: _attack_class("sparsefool", "SparseFool")(max_iter=3, deepfool_iter=5), {}, None),
     "Subspace": (lambda: SubspaceAttack(DeepFool(norm=2, clip=False), _basis()), {}, None),
+    "AutoAttack": (lambda: _attack_class("autoattack", "AutoAttack")(eps=0.05, n_target_classes=2, progress=False),
+                   {}, None),
 }
 
 

@@ -1,7 +1,9 @@
 """Everything that depends on the choice of Lp norm, in one place (attacks, certification and training share it).
 
 Norm orders are floats: ``0``, ``1``, ``2``, ``float('inf')`` (and any ``p >= 1`` where the operation is defined).
-All functions work per sample on batches of shape ``(N, ...)``.
+All functions work per sample on batches of shape ``(N, ...)``. Equation numbers refer to Ortiz-Jimenez, Modas,
+Moosavi-Dezfooli, Frossard, "Optimism in the Face of Adversity: Understanding and Improving Deep Learning through
+Adversarial Robustness", Proc. IEEE 2021.
 """
 
 from __future__ import annotations

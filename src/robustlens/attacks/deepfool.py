@@ -2,9 +2,9 @@
 
 Approximates the minimal perturbation of eq. (8)-(9) of Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism
 in the Face of Adversity: Understanding and Improving Deep Learning through Adversarial Robustness", Proc. IEEE 2021:
-at each iterate the classifier is linearised and the
-smallest step that reaches the nearest linearised boundary (among a few candidate classes) is taken, until the
-decision changes. Any Lp norm with p >= 1 works through the dual norm (:func:`norms.minimal_linear_step`).
+at each iterate the classifier is linearised and the smallest step that reaches the nearest linearised boundary
+(among a few candidate classes) is taken, until the decision changes. Any Lp norm with p >= 1 works through the
+dual norm (:func:`robustlens.norms.minimal_linear_step`).
 """
 
 from __future__ import annotations

@@ -147,6 +147,7 @@ def _attack(*, name: str, model: Path | None, arch: str | None, model_file: str 
                 "backward": torch.full((n,), res.queries.get("backward", 0) / n, dtype=torch.float64)}
         if res.targets is not None:
             outs["targets"] = res.targets
+        outs["stopped"] = res.stopped if res.stopped is not None else torch.zeros_like(res.success)
         return outs
 
     sdir = state_dir if state_dir is not None else out.with_suffix(".state")
@@ -162,6 +163,7 @@ def _attack(*, name: str, model: Path | None, arch: str | None, model_file: str 
         clean_correct=o["clean_correct"], norm=o["norm"], targets=o.get("targets"),
         queries={"forward": int(round(float(o["forward"].sum()))), "backward": int(round(float(o["backward"].sum())))},
         eps=eps, settings={**settings, "dataset": dataset, "split": split, "seed": seed},
+        stopped=o["stopped"] if bool(o["stopped"].any()) else None,
     )
     result.save(out)
     n = result.clean.shape[0]
