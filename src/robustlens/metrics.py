@@ -39,7 +39,8 @@ from .runner import run_evaluation
 
 DEFAULT_QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 AttackFactory = Callable[[float], Any]
-"""``eps -> attack``: an eps-bounded :class:`Attack` per eps (e.g. ``lambda e: make_attack("autoattack", eps=e)``)."""
+"""``eps -> attack``: an eps-bounded :class:`Attack` per eps (e.g. ``lambda e: make_attack("autoattack", eps=e)``), or
+any callable with the attack call and an ``eps`` attribute."""
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -401,7 +402,8 @@ def evaluate_minimal(
 
 
 def _stopped(res: AttackResult) -> Tensor:
-    return res.stopped if res.stopped is not None else torch.zeros_like(res.success)
+    stopped = getattr(res, "stopped", None)
+    return stopped if stopped is not None else torch.zeros_like(res.success)
 
 
 def _smoke_robust(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> RobustAccuracyCurve:
@@ -468,13 +470,14 @@ def robust_accuracy(
     for i, e in enumerate(grid):
         att = factory(e)
         got = getattr(att, "eps", None)
-        if not isinstance(att, BoundedAttack) or got is None:
+        if isinstance(att, MinimalNormAttack) or not callable(att) or got is None:
             raise ConfigError(f"the factory returned a {type(att).__name__}, not an eps-bounded attack")
         if abs(float(got) - e) > 1e-12:
             raise ConfigError(f"the factory built an attack with eps={got} when asked for eps={e}")
 
         def fn(bx: Tensor, by: Tensor | None, bi: Tensor, att: Any = att) -> dict[str, Tensor]:
-            res = att(clf, bx, by, target=target, seed=seed, indices=bi, invalid=invalid)
+            extra = {} if invalid == "raise" else {"invalid": invalid}  # a factory's callable may not take it
+            res = att(clf, bx, by, target=target, seed=seed, indices=bi, **extra)
             return {"success": res.success, "clean_correct": res.clean_correct, "stopped": _stopped(res)}
 
         config = {"entry": "robust_accuracy", "attack": att.name, "settings": getattr(att, "settings", {}), "eps": e,
