@@ -250,10 +250,11 @@ class Attack(ABC):
             invalid: ``"raise"`` (default): non-finite clean logits are an :class:`InputError`; ``"mark"``: those
                 samples are skipped and marked in ``result.invalid`` (never correct, never fooled).
         """
-        batch_size = check(batch_size, "batch_size", OPTIONAL_COUNT, self.name)
-        seed = check(seed, "seed", Number(integer=True), self.name)
+        batch_size = check(batch_size, "batch_size", OPTIONAL_COUNT, type(self).__name__)
+        seed = check(seed, "seed", Number(integer=True), type(self).__name__)
         if target is not None and not self.targeted_ok:
-            raise ConfigError(f"{self.name} is untargeted (it chooses its own targets); call it with target=None")
+            raise ConfigError(f"{type(self).__name__} is untargeted (it chooses its own targets); call it with "
+                              "target=None")
         x, y_checked = clf.validate(x, None if y is None else torch.as_tensor(y))
         x = x.detach().clone()
         n = x.shape[0]
@@ -278,7 +279,7 @@ class Attack(ABC):
         out = {k: (None if parts[0][k] is None else torch.cat([p[k] for p in parts])) for k in parts[0]}  # type: ignore
         kinds = out.pop("_warn")
         assert kinds is not None
-        warn_rejected(self.name, kinds[:, 0], kinds[:, 1], kinds[:, 2], stacklevel=3)
+        warn_rejected(type(self).__name__, kinds[:, 0], kinds[:, 1], kinds[:, 2], stacklevel=3)
         stopped, invalid_mask = out.pop("stopped"), out.pop("invalid")
         assert out["success"] is not None and stopped is not None and invalid_mask is not None
         fields: dict[str, Any] = dict(
@@ -297,7 +298,7 @@ class Attack(ABC):
     def _attack_chunk(self, clf: Classifier, x: Tensor, y: Tensor | None, target: TargetSpec, rng: SampleRNG,
                       invalid: str) -> dict[str, Tensor | None]:
         clean_logits = clf.decision_logits(x)
-        valid = clean_validity(clean_logits, invalid, self.name)
+        valid = clean_validity(clean_logits, invalid, type(self).__name__)
         labels = clean_logits.nan_to_num(0.0).argmax(1) if y is None else y
         targets = resolve_targets(target, clean_logits.nan_to_num(0.0), labels, rng, clf)
         criterion = Criterion(labels, targets)
