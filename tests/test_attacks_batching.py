@@ -33,8 +33,8 @@ class Rowwise(nn.Module):
     def __init__(self, dims: tuple[int, ...] = (64, 12, 4)) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(2)
-        self.ws = nn.ParameterList(
-            [nn.Parameter(torch.randn(o, i, generator=g) * 2 / i**0.5) for i, o in zip(dims[:-1], dims[1:], strict=True)])
+        shapes = zip(dims[:-1], dims[1:], strict=True)
+        self.ws = nn.ParameterList([nn.Parameter(torch.randn(o, i, generator=g) * 2 / i**0.5) for i, o in shapes])
 
     def forward(self, x: Tensor) -> Tensor:
         h = x.flatten(1)
