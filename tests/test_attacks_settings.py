@@ -26,7 +26,7 @@ from robustlens.attacks import ATTACKS, PGD, UniversalPerturbation
 from robustlens.errors import ConfigError
 
 CASES = cases(ATTACKS)
-PROPS = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+PROPS = settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 
 
 def build(obj: Any) -> dict[str, Any]:
