@@ -134,7 +134,7 @@ def test_quick_report_end_to_end(report_run, quick_plan):
                 assert o.sentence and o.headline and o.result is not None
     # results.json validates against the shipped schema and reloads into the same objects
     payload = validate_results_json(tmp_path / "results.json")
-    assert payload["data"]["report_schema"] == 1
+    assert payload["data"]["report_schema"] == 2
     back = ReportResults.load(tmp_path / "results.json")
     assert [m.name for m in back.models] == ["a", "b"]
     for m0, m1 in zip(res.models, back.models, strict=True):
@@ -697,3 +697,37 @@ def test_integer_axes_and_small_rates_get_readable_scales(drawn):
     top = bars.get_ylim()[1]
     assert top < 1.0 or max(heights) > 0.5
     assert max(heights) <= top and (max(heights) > 0.5 or top <= max(0.05, 1.25 * max(heights)) + 1e-9)
+
+
+# ---------------------------------------------------------------------------------------------- the recipe
+def test_design_recipe_runs(tmp_path: Path, monkeypatch, models, data, quick_plan):
+    """The "Adding an analysis" recipe of docs/design.md, executed as written: its function, plot, section and
+    command register and run, and the section is judged on its claim in a report."""
+    from typer.testing import CliRunner
+
+    from robustlens.analyses import ANALYSES
+    from robustlens.cli import app
+    from robustlens.commands import app as app_module
+    from robustlens.zoo import create_model, save_model
+
+    doc = (Path(__file__).parents[1] / "docs" / "design.md").read_text().split("## Adding an analysis")[1]
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    assert len(blocks) == 4
+    for reg in (SECTIONS, ANALYSES):  # the registrations vanish with the test
+        monkeypatch.setattr(reg, "_entries", dict(reg._entries))
+        monkeypatch.setattr(reg, "_aliases", dict(reg._aliases))
+    monkeypatch.setattr(app_module.app, "registered_commands", list(app_module.app.registered_commands))
+    ns: dict = {}
+    for code in blocks:
+        exec(compile(code, "docs/design.md", "exec"), ns)  # noqa: S102 - the documentation's own example
+    assert "noise-flips" in SECTIONS and "noise-flips" in ANALYSES and "noise-flips" in section_keys()
+    r = ns["noise_flips"](models[0].clf, data.x[:20], sigma=0.0, seed=0)
+    assert r.flip_rate == 0.0  # no noise, no flip
+    plan = dataclasses.replace(quick_plan, sections=["clean", "noise-flips"])
+    res = run_report([models[0]], data, plan, tmp_path, progress=False)
+    assert res.models[0].sections["noise-flips"].ok
+    assert [v.status for v in res.verdicts if v.section == "noise-flips"] in (["holds"], ["does not hold"])
+    assert "Decisions changed by Gaussian noise" in (tmp_path / "report.html").read_text()
+    save_model(create_model("smallcnn", width=4, hidden=16, seed=0).eval(), tmp_path / "m.safetensors")
+    out = CliRunner().invoke(app, ["noise-flips", "--model", str(tmp_path / "m.safetensors"), "--sigma", "0.1"])
+    assert out.exit_code == 0 and "changes" in out.output, (out.output, out.exception)

@@ -223,16 +223,16 @@ def run_report(
         )
         results.verdicts = judge(results)
         if write:
-            write_outputs(results, out)
+            write_outputs(results, out, progress=progress)
     return results
 
 
-def write_outputs(results: ReportResults, out_dir: str | Path) -> tuple[Path, Path]:
+def write_outputs(results: ReportResults, out_dir: str | Path, *, progress: bool = False) -> tuple[Path, Path]:
     """Write ``results.json`` (+ ``results.npz``) and the self-contained ``report.html``; return their paths."""
     out = Path(out_dir)
     rpath = results.save(out / "results.json")
     hpath = out / "report.html"
-    atomic_write_bytes(hpath, render_html(results).encode("utf-8"))
+    atomic_write_bytes(hpath, render_html(results, progress=progress).encode("utf-8"))
     return rpath, hpath
 
 

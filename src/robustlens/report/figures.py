@@ -181,7 +181,8 @@ def histograms(
     integer_axis(ax, "y")
     if title:
         ax.set_title(title)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     return fig
 
 

@@ -141,15 +141,19 @@ def render_section(results: ReportResults, key: str) -> str:
     return f'<section id="{_e(key)}">' + "".join(body) + "</section>"
 
 
-def render_html(results: ReportResults) -> str:
-    """The complete, self-contained report page."""
+def render_html(results: ReportResults, *, progress: bool = False) -> str:
+    """The complete, self-contained report page (``progress``: a tqdm bar over the sections as their figures are
+    drawn)."""
+    from tqdm.auto import tqdm
+
     plan = _plan(results)
     d = results.data
     models = ", ".join(f"{m.name} ({m.source or 'given'}{', role ' + m.role if m.role else ''}, "
                        f"{m.num_parameters:,} parameters)" for m in results.models)
     keys = [k for k in plan.sections if k in SECTIONS]
     nav = "".join(f'<li><a href="#{_e(k)}">{_e(get_section(k).title)}</a></li>' for k in keys)
-    sections = "".join(render_section(results, k) for k in keys)
+    sections = "".join(render_section(results, k)
+                       for k in tqdm(keys, desc="figures", unit="section", disable=not progress, leave=False))
     n_ok = sum(o.status == STATUS_OK for m in results.models for o in m.sections.values())
     n_all = sum(len(m.sections) for m in results.models)
     title = "robustlens report: " + " vs ".join(m.name for m in results.models)

@@ -103,8 +103,8 @@ class NoiseSection(Section[NoiseRobustness]):
 
     def compare(self, hs: Sequence[tuple[str, Headline]]) -> str:
         (ref, h0), others = hs[0], hs[1:]
-        parts = [f"{versus(name, h, ref, h0, 'noise_error', 'error rate under noise of sigma ' + num(h['sigma']), 'pct')}"
-                 f" and {versus(name, h, ref, h0, 'ratio', 'random-to-adversarial distance ratio')}"
+        parts = [versus(name, h, ref, h0, "noise_error", f"error rate under noise of sigma {num(h['sigma'])}", "pct")
+                 + " and " + versus(name, h, ref, h0, "ratio", "random-to-adversarial distance ratio")
                  for name, h in others]
         return "; ".join(parts) + "."
 

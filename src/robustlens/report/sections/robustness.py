@@ -143,16 +143,18 @@ class RobustnessSection(Section[RobustnessResult]):
              f"{num(h['threat_linf'])}.")
         failed = max(h.get("failed_l2", 0.0), h.get("failed_linf", 0.0))
         if failed > 0:
-            s += f" No attack crossed the boundary for {pct(failed)} of the samples (their distance counts as infinite)."
+            s += (f" No attack crossed the boundary for {pct(failed)} of the samples (their distance counts as "
+                  "infinite).")
         return s
 
     def compare(self, hs: Sequence[tuple[str, Headline]]) -> str:
         (ref, h0), others = hs[0], hs[1:]
         parts = []
         for name, h in others:
+            at = f"robust accuracy at Linf eps = {num(h['threat_linf'])}"
             parts.append(f"{versus(name, h, ref, h0, 'median_l2', 'median L2 distance to the boundary')}, "
                          f"{versus(name, h, ref, h0, 'median_linf', 'median Linf distance')}, and "
-                         f"{versus(name, h, ref, h0, 'robust_linf', 'robust accuracy at Linf eps = ' + num(h['threat_linf']), 'pct')}")
+                         f"{versus(name, h, ref, h0, 'robust_linf', at, 'pct')}")
         return "; ".join(parts) + "."
 
     def figures(self, named: Sequence[tuple[str, RobustnessResult]], plan: ReportPlan) -> list[Figure]:

@@ -38,8 +38,8 @@ class SanitySection(Section[SanityReport]):
     requires = ("robustlens.attacks.sanity",)
     rows = (Row("flags", "gradient-masking flags (Linf eps {threat_linf})", "count"),)
     claims = (
-        ModelClaim(key="no-gradient-masking", statement="the attacks measure the model's true robustness, not the false "
-                   "sense of robustness that masked gradients give",
+        ModelClaim(key="no-gradient-masking", statement="the attacks measure the model's true robustness, not the "
+                   "false sense of robustness that masked gradients give",
                    paper="Sec. II-D", trusts_gradients=False, measures=(("flags", "number of checks that fire"),),
                    test=lambda h: h["flags"] == 0, measured=_flags,
                    rule="it holds when none of the gradient-masking checks fires"),
