@@ -42,12 +42,16 @@ class ReportData:
         idx = order[(torch.arange(start, start + n) % len(order))]
         return self.x[idx], self.y[idx]
 
-    def correct_head(self, clf: Classifier, n: int) -> tuple[Tensor, Tensor]:
+    def correct_head(self, clf: Classifier, n: int, *, purpose: str = "") -> tuple[Tensor, Tensor]:
         """Up to ``n`` samples ``clf`` classifies correctly, taken in :meth:`order` from the start (a wider window
-        than ``n`` is scanned, so a less accurate model still gets ``n`` samples when the data have them)."""
+        than ``n`` is scanned, so a less accurate model still gets ``n`` samples when the data have them).
+
+        With ``purpose`` (``"no sample to cut through"``), finding none is a ``ValueError`` that says so."""
         x, y = self.head(min(len(self.y), max(4 * n, n + 64)))
         ok = clf.predict(x) == y.to(clf.device)
         idx = ok.nonzero().flatten().cpu()[:n]
+        if purpose and idx.numel() == 0:
+            raise ValueError(f"the model classifies none of the report's samples correctly: {purpose}")
         return x[idx], y[idx]
 
     @classmethod

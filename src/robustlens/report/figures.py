@@ -209,7 +209,7 @@ def bars(
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=max(1, len(series)), frameon=False)
     return fig
 
 

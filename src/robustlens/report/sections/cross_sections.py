@@ -70,9 +70,7 @@ class CrossSectionsSection(Section[CrossSections]):
     )
 
     def compute(self, clf: Classifier, data: ReportData, plan: ReportPlan, ctx: RunContext) -> CrossSections:
-        x, y = data.correct_head(clf, plan.section_samples)
-        if y.numel() == 0:
-            raise ValueError("the model classifies none of the report's samples correctly: no sample to cut through")
+        x, y = data.correct_head(clf, plan.section_samples, purpose="no sample to cut through")
         ext = 0.5 * data_range(clf) * math.sqrt(x[0].numel())
         adv, rnd = [], []
         for i in range(y.numel()):

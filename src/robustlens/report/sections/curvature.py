@@ -56,9 +56,7 @@ class CurvatureSection(Section[CurvatureLandscape]):
     )
 
     def compute(self, clf: Classifier, data: ReportData, plan: ReportPlan, ctx: RunContext) -> CurvatureLandscape:
-        x, y = data.correct_head(clf, plan.curvature_samples)
-        if y.numel() == 0:
-            raise ValueError("the model classifies none of the report's samples correctly: no curvature to measure")
+        x, y = data.correct_head(clf, plan.curvature_samples, purpose="no curvature to measure")
         k = min(plan.curvature_k, max(1, (x[0].numel() - 2) // 2))
         spec = hessian_eigenpairs(clf, x, y, k=k, which="both", return_vectors=False, seed=ctx.seed,
                                   progress=ctx.progress)

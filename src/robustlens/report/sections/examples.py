@@ -67,9 +67,7 @@ class ExamplesSection(Section[ExamplesResult]):
     )
 
     def compute(self, clf: Classifier, data: ReportData, plan: ReportPlan, ctx: RunContext) -> ExamplesResult:
-        x, y = data.correct_head(clf, plan.n_examples)
-        if y.numel() == 0:
-            raise ValueError("the model classifies none of the report's samples correctly: no example to perturb")
+        x, y = data.correct_head(clf, plan.n_examples, purpose="no example to perturb")
         adv, norms, preds, changed = {}, {}, {}, {}
         for name, p in EXAMPLE_NORMS:
             res = FMN(norm=p, steps=2 * plan.fmn_steps)(clf, x, y, seed=ctx.seed)

@@ -69,9 +69,7 @@ class NoiseSection(Section[NoiseRobustness]):
     )
 
     def compute(self, clf: Classifier, data: ReportData, plan: ReportPlan, ctx: RunContext) -> NoiseRobustness:
-        x, y = data.correct_head(clf, plan.noise_samples)
-        if y.numel() == 0:
-            raise ValueError("the model classifies none of the report's samples correctly")
+        x, y = data.correct_head(clf, plan.noise_samples, purpose="no sample to add noise to")
         sig = [s * data_range(clf) for s in NOISE_SIGMAS]
         noise = noise_error_rate(clf, x, sig, n_draws=plan.noise_draws, seed=ctx.seed, batch_size=plan.batch_size * 10,
                                  progress=ctx.progress)
