@@ -731,3 +731,12 @@ def test_design_recipe_runs(tmp_path: Path, monkeypatch, models, data, quick_pla
     save_model(create_model("smallcnn", width=4, hidden=16, seed=0).eval(), tmp_path / "m.safetensors")
     out = CliRunner().invoke(app, ["noise-flips", "--model", str(tmp_path / "m.safetensors"), "--sigma", "0.1"])
     assert out.exit_code == 0 and "changes" in out.output, (out.output, out.exception)
+
+
+def test_resume_refuses_the_state_of_an_older_report_with_the_fix(tmp_path: Path, models, data, quick_plan):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "manifest.json").write_text(json.dumps({"report_schema": 1, "seed": 0}))  # version 1
+    plan = dataclasses.replace(quick_plan, sections=["clean"])
+    with pytest.raises(ConfigError, match="older or damaged report(.|\n)*without --resume"):
+        run_report(models[:1], data, plan, tmp_path, resume=True, progress=False)
+    assert run_report(models[:1], data, plan, tmp_path, progress=False).models[0].sections["clean"].ok

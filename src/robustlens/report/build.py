@@ -28,7 +28,7 @@ from .. import __version__
 from ..classifier import Classifier
 from ..errors import ConfigError
 from ..results import atomic_write_bytes
-from ..state import MANIFEST, OutputLock, check_manifest, folder_id, model_hash, tensor_hash
+from ..state import MANIFEST, OutputLock, check_manifest, folder_id, model_hash, read_manifest, tensor_hash
 from .data import ReportData
 from .diagnose import failure_cause
 from .html import render_html
@@ -137,6 +137,12 @@ def _start_state(state: Path, fp: dict[str, object], resume: bool) -> None:
             raise ConfigError(f"{state} exists but was not written by a robustlens report; choose another --out "
                               "folder")
         shutil.rmtree(state)
+    if (state / MANIFEST).exists():
+        try:
+            read_manifest(state / MANIFEST)
+        except ConfigError:
+            raise ConfigError(f"{state} holds the state of an older or damaged report that cannot be resumed; "
+                              f"{RESUME_FIX}") from None
     check_manifest(state, fp, resume=True, what="report", fix=RESUME_FIX)
 
 
