@@ -412,7 +412,7 @@ def test_broken_models_cannot_be_judged(tmp_path: Path, models, data, mnist):
     """A constant classifier (near chance) beside a trained one: its failed sections name the cause, every claim
     involving it "cannot be judged" (never "holds"), and no sentence prints a non-finite number."""
     plan = tiny_plan(mnist[1].input_shape, n_samples=30, batch_size=30,
-                     sections=["clean", "robustness", "sections", "curvature", "noise", "certified"])
+                     sections=["clean", "robustness", "curvature", "noise", "certified"])
     entries = [dataclasses.replace(models[0], name="trained", role="standard"),
                ModelEntry("constant", mnist[1].classifier(Constant()), role="robust")]
     with pytest.warns(UserWarning, match="failed"):
@@ -740,3 +740,11 @@ def test_resume_refuses_the_state_of_an_older_report_with_the_fix(tmp_path: Path
     with pytest.raises(ConfigError, match="older or damaged report(.|\n)*without --resume"):
         run_report(models[:1], data, plan, tmp_path, resume=True, progress=False)
     assert run_report(models[:1], data, plan, tmp_path, progress=False).models[0].sections["clean"].ok
+
+
+def test_docs_list_every_claim_of_every_section():
+    doc = (Path(__file__).parents[1] / "docs" / "report.md").read_text().split("## Claims and verdicts")[1]
+    rows = re.findall(r"^\| `([a-z-]+)` \|[^|]+\| (pair|model) \|", doc, re.M)
+    for key in section_keys():
+        kinds = sorted("pair" if isinstance(c, PairClaim) else "model" for c in get_section(key).claims)
+        assert sorted(k for s, k in rows if s == key) == kinds, key

@@ -6,31 +6,19 @@ paper's claims its numbers test (:mod:`robustlens.report.claims`), and draws its
 functions. ``Section[R]`` is generic in its result type ``R``: the framework checks once that ``compute`` returned
 an ``R`` (and that a reloaded result is one), so the methods receive ``R`` without downcasts.
 
-The smallest real section (see ``docs/design.md``, "Adding an analysis")::
+A section in outline (``docs/design.md``, "Adding an analysis", has the whole of a real one)::
 
-    @register_section("noise-error", order=95)
-    class NoiseErrorSection(Section[NoiseResult]):
-        title = "Error rate under Gaussian noise"
+    @register_section("noise-flips", order=95)
+    class NoiseFlipsSection(Section[NoiseFlips]):
+        title = "Decisions changed by Gaussian noise"
         paper = "eq. (7)"
-        requires = ("robustlens.geometry.noise",)
-        rows = (Row("error", "decisions changed by noise of sigma {noise_sigma}", "pct"),)
-        claims = (ModelClaim(key="robust-to-noise", ...),)
+        rows = (Row("flip_rate", "decisions changed by noise of L2 norm {threat_l2}", "pct"),)
+        claims = (ModelClaim(key="noise-robust", ...),)
 
-        def compute(self, clf, data, plan, ctx):
-            x, _ = data.head(plan.noise_samples)
-            return noise_error_rate(clf, x, [0.3], seed=ctx.seed, progress=ctx.progress)
-
-        def headline(self, r):
-            return {"error": float(r.error_rate[0])}
-
-        def sentence(self, h):
-            return f"Gaussian noise changes {pct(h['error'])} of the decisions."
-
-        def figures(self, named, plan):
-            fig, ax = new_figure()
-            for name, r in named:
-                plot_noise(r, ax[0, 0], label=name)
-            return [render(fig, "Error rate under Gaussian noise (eq. 7).")]
+        def compute(self, clf, data, plan, ctx):       # -> NoiseFlips, from the library's public functions
+        def headline(self, r):                         # -> {"flip_rate": ...}
+        def sentence(self, h):                         # -> one sentence, numbers through robustlens.report.text
+        def figures(self, named, plan):                # -> [Figure], drawn by the library's plot function
 """
 
 from __future__ import annotations
