@@ -28,8 +28,6 @@ KNOWN_CYCLES: set[frozenset[str]] = {
     # Owned by other areas, being removed there; delete an entry when its cycle is gone (the test says so).
     # training: the contracts (StepContext, Objective, Callback) move to their own module
     frozenset({"robustlens.train.loop", "robustlens.train.objectives"}),
-    # report: sections become one registered class per module (report/sections/...)
-    frozenset({"robustlens.report.sections", "robustlens.report.sec_attacks", "robustlens.report.sec_geometry"}),
 }
 
 
