@@ -17,6 +17,7 @@ import json
 import math
 import os
 import secrets
+import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,10 @@ def atomic_replace(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _new_temp(path)
+        mode = stat.S_IMODE(os.stat(tmp).st_mode)
         yield tmp
+        if stat.S_IMODE(os.stat(tmp).st_mode) != mode:  # a writer that re-created the file (safetensors does)
+            os.chmod(tmp, mode)
         _fsync(tmp)
         os.replace(tmp, path)
         tmp = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from torch import nn
 
@@ -30,6 +30,13 @@ if TYPE_CHECKING:
     from ..classifier import Classifier
 
 ATTRIBUTE = "robustlens_normalization"
+
+
+class Normalization(TypedDict):
+    """The per-channel ``mean`` and ``std`` a model's weights expect on ``[0, 1]`` inputs (``None``: none)."""
+
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
 
 
 # ---------------------------------------------------------------------------------------------- install hints
@@ -53,7 +60,7 @@ def install_hint(package: str) -> str:
     import torch
 
     torchvision = (f"pip install torchvision --index-url {torch_wheel_index()} (the torchvision build that matches "
-                   f"your torch {torch.__version__}; a plain 'pip install torchvision' from PyPI can replace torch "
+                   f"your torch {torch.__version__}; installing it from PyPI without that index can replace torch "
                    "with another build)")
     if package == "torchvision":
         return torchvision
@@ -100,7 +107,7 @@ def _record(model: nn.Module, mean: Any, std: Any, source: str) -> nn.Module:
 
 
 def normalization(model: nn.Module, default_mean: Sequence[float] | None = None,
-                  default_std: Sequence[float] | None = None) -> dict[str, tuple[float, ...] | None]:
+                  default_std: Sequence[float] | None = None) -> Normalization:
     """The ``{"mean": ..., "std": ...}`` a model's weights expect on ``[0, 1]`` inputs: the one an adapter recorded
     on the module, else the defaults (typically the data set's customary statistics).
 
@@ -108,7 +115,8 @@ def normalization(model: nn.Module, default_mean: Sequence[float] | None = None,
     """
     recorded = getattr(model, ATTRIBUTE, None)
     if isinstance(recorded, dict):
-        return {"mean": recorded.get("mean"), "std": recorded.get("std")}
+        return {"mean": _stat(recorded.get("mean"), "mean", "the model"),
+                "std": _stat(recorded.get("std"), "std", "the model")}
     return {"mean": None if default_mean is None else tuple(default_mean),
             "std": None if default_std is None else tuple(default_std)}
 
@@ -174,5 +182,5 @@ def pretrained_classifier(source: str, **kwargs: Any) -> Classifier:
     return Classifier(net, bounds=kwargs.pop("bounds", (0.0, 1.0)), **{**normalization(net), **kwargs})
 
 
-__all__ = ["from_robustbench", "from_timm", "from_torchvision", "install_hint", "normalization",
+__all__ = ["Normalization", "from_robustbench", "from_timm", "from_torchvision", "install_hint", "normalization",
            "pretrained_classifier", "torch_wheel_index"]

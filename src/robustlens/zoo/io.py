@@ -130,8 +130,9 @@ def _arch_of(value: Any, p: Path) -> dict[str, Any] | None:
     return dict(value)
 
 
-def _read_header(p: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, Any] | None]:
-    """The tensor shapes and the architecture of a safetensors file, from its header alone (no tensor is read)."""
+def _read_header(p: Path) -> tuple[dict[str, tuple[int, ...]], Any]:
+    """The tensor shapes and the recorded architecture (unchecked JSON text) of a safetensors file, from its header
+    alone (no tensor is read)."""
     from safetensors import safe_open
 
     try:
@@ -140,7 +141,7 @@ def _read_header(p: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, Any] | 
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises its own SafetensorError for corrupt headers
         raise _corrupt(p, e) from e
-    return shapes, _arch_of(meta.get("robustlens.arch"), p)
+    return shapes, meta.get("robustlens.arch")
 
 
 def _load_safetensors(p: Path, map_location: str | torch.device) -> dict[str, Tensor]:
@@ -153,7 +154,8 @@ def _load_safetensors(p: Path, map_location: str | torch.device) -> dict[str, Te
 
 
 def _read_torch(p: Path, unsafe: bool, map_location: str | torch.device
-                ) -> tuple[dict[str, Tensor] | nn.Module, dict[str, Any] | None]:
+                ) -> tuple[dict[str, Tensor] | nn.Module, Any]:
+    """The weights of a ``torch.save`` file and its recorded architecture (an unchecked dict, or ``None``)."""
     try:
         obj = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -176,7 +178,7 @@ def _read_torch(p: Path, unsafe: bool, map_location: str | torch.device
     arch = None
     if not all(isinstance(v, Tensor) for v in obj.values()):
         # a robustlens checkpoint records its architecture as a dict; other tools' "arch" strings are ignored
-        arch = _arch_of(obj["arch"], p) if isinstance(obj.get("arch"), Mapping) else None
+        arch = obj["arch"] if isinstance(obj.get("arch"), Mapping) else None
         key = next((k for k in _STATE_KEYS if isinstance(obj.get(k), Mapping)), None)
         if key is None:
             if unsafe and isinstance(obj.get("model"), nn.Module):
@@ -199,8 +201,9 @@ def read_weights(path: str | os.PathLike[str], *, unsafe: bool = False, map_loca
     p = Path(path)
     if _sniff(p) == "safetensors":
         _, arch = _read_header(p)
-        return _load_safetensors(p, map_location), arch
-    return _read_torch(p, unsafe, map_location)
+        return _load_safetensors(p, map_location), _arch_of(arch, p)
+    weights, arch = _read_torch(p, unsafe, map_location)
+    return weights, _arch_of(arch, p)
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -259,11 +262,12 @@ def _zoo_spec(model: str | None, arch: dict[str, Any] | None, p: Path) -> tuple[
     return arch["name"], {k: v for k, v in arch.items() if k != "name"}, True
 
 
-def _build_checked(model: ModelSpec, arch: dict[str, Any] | None, shapes: Mapping[str, tuple[int, ...]], p: Path,
+def _build_checked(model: ModelSpec, recorded_arch: Any, shapes: Mapping[str, tuple[int, ...]], p: Path,
                    strict: bool) -> nn.Module:
     """The model to load the weights of ``p`` into. A zoo architecture (named, or recorded in the file) is first
     built on the meta device within a budget of the file's size and checked against the file's tensor shapes, so
-    that metadata alone never decides how much memory is allocated."""
+    that metadata alone never decides how much memory is allocated. The recorded architecture is only read (and
+    checked) when it is used: a module or factory given by the caller ignores it."""
     if isinstance(model, nn.Module):
         return model
     if callable(model) and not isinstance(model, str):
@@ -271,6 +275,12 @@ def _build_checked(model: ModelSpec, arch: dict[str, Any] | None, shapes: Mappin
         if not isinstance(built, nn.Module):
             raise ConfigError(f"the model factory returned {type(built).__name__}, not an nn.Module")
         return built
+    try:
+        arch = _arch_of(recorded_arch, p)
+    except CorruptFileError:
+        if model is None:
+            raise
+        arch = None  # a zoo name was given: a malformed record cannot supply its options
     name, kw, from_file = _zoo_spec(model, arch, p)
     n_file = sum(math.prod(s) for s in shapes.values())
     bad: type[RobustLensError] = CorruptFileError if from_file else ConfigError
@@ -288,14 +298,14 @@ def _build_checked(model: ModelSpec, arch: dict[str, Any] | None, shapes: Mappin
         if not from_file:
             raise
         raise CorruptFileError(f"{recorded} cannot be built ({type(e).__name__}: {e}); {fix}") from e
-    n_model = sum(t.numel() for t in skeleton.parameters())
-    if from_file and n_model > n_file:
-        raise CorruptFileError(f"{recorded} has {n_model:,} parameters but the file holds only {n_file:,} values; "
-                               f"refusing to build it: {fix}")
     problems = _fit_problems({k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, shapes, strict)
     if problems:
         target = recorded if from_file else type(skeleton).__name__
         raise bad(f"the weights in {p} do not fit {target}: " + "; ".join(problems[:6]) + f" -- {fix}")
+    n_model = sum(t.numel() for t in skeleton.parameters())
+    if from_file and n_model > n_file:
+        raise CorruptFileError(f"{recorded} has {n_model:,} parameters but the file holds only {n_file:,} values; "
+                               f"refusing to build it: {fix}")
     return create_model(name, **kw)
 
 
