@@ -480,7 +480,7 @@ def _(tmp: Path) -> None:
     assert sorted(p.name for p in tmp.iterdir()) == ["batch_000000.npz", "batch_000001.npz", "manifest.json"]
     resumed = run_evaluation(_fn, x, state_dir=tmp, batch_size=2, resume=True, progress=False)
     assert torch.equal(resumed["s"], reference["s"])
-    assert isinstance(EvaluationResult.load(tmp / "result.json"), EvaluationResult)
+    assert isinstance(EvaluationResult.load(tmp / "result.npz"), EvaluationResult)
 
 
 @row("full-disk-result-save")

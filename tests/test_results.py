@@ -118,6 +118,7 @@ def test_to_dict_and_to_json_are_strict() -> None:
     d = r.to_dict()
     assert d["meta"]["norms"][1] == {"__float__": "inf"} and d["meta"]["norms"][3] == {"__float__": "nan"}
     assert d["arr"] == [1, 2, 3] and d["inner"]["values"] == r.inner.values.tolist()
+    assert d["items"][1]["values"][0] == float(r.items[1].values[0])  # bfloat16 as its values
     strict_loads(r.to_json())
     json.dumps(d, allow_nan=False)
 

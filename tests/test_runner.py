@@ -136,7 +136,7 @@ def test_resume_skips_finished_batches(tmp_path: Path):
     again = run_evaluation(fn, (x, y), state_dir=tmp_path / "a", batch_size=3, resume=True, progress=False)
     assert calls == [[3, 4, 5], [9]]
     _equal(full, again)
-    saved = EvaluationResult.load(tmp_path / "a" / "result.json")
+    saved = EvaluationResult.load(tmp_path / "a" / "result.npz")
     _equal(full, saved)
 
 
@@ -257,7 +257,7 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path, worker
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     finished = len(list(state.glob("batch_*.npz")))
-    assert 3 <= finished < 24 and not (state / "result.json").exists()
+    assert 3 <= finished < 24 and not (state / "result.npz").exists()
     # the kernel dropped the killed worker's lock: resuming needs no cleanup and gives the uninterrupted result
     resumed = run_evaluation(lib.make_fn(clf, steps, seed), (x, y), state_dir=state, batch_size=bs, seed=seed,
                              model=clf, config={"steps": steps}, resume=True, progress=False)

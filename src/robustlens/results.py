@@ -130,6 +130,8 @@ def _to_jsonable(value: Any, sink: _Sink, key: str) -> Any:
         return out
     if isinstance(value, torch.Tensor):
         arr, torch_dtype = _to_numpy(value)
+        if torch_dtype is not None and sink.mode == "plain":  # nested lists of the values, not of their bits
+            arr, torch_dtype = value.detach().cpu().float().numpy(), None
         return sink.put("__tensor__", key, arr, torch_dtype)
     if isinstance(value, np.ndarray):
         return sink.put("__ndarray__", key, value, None)

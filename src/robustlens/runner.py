@@ -51,7 +51,7 @@ from .state import MANIFEST, OutputLock, check_manifest, model_hash, tensor_hash
 from .state import canonical as _canonical
 
 STATE_VERSION = 2  # 2: batch files carry a digest of their content
-RESULT_FILE = "result.json"
+RESULT_FILE = "result.npz"  # one archive: large per-sample arrays stream into it
 _BATCH_RE = re.compile(r"^batch_(\d{6})\.npz$")
 _INDEX_KEY = "__indices__"
 _DIGEST_KEY = "__digest__"
@@ -217,7 +217,7 @@ def _prepare_state(state_dir: Path, fingerprint: dict[str, Any], resume: bool, o
     existing = sorted(p for p in state_dir.glob("*") if _BATCH_RE.match(p.name)) if state_dir.is_dir() else []
     manifest = state_dir / MANIFEST
     if overwrite:
-        for p in (*existing, manifest, state_dir / RESULT_FILE, state_dir / "result.npz"):
+        for p in (*existing, manifest, state_dir / RESULT_FILE, state_dir / "result.json"):
             p.unlink(missing_ok=True)
         existing = []
     if existing and not manifest.exists():
@@ -283,7 +283,8 @@ def run_evaluation(
             :class:`~robustlens.seeding.SampleRNG` so that random draws do not depend on batching.
         data: ``(x, y)`` tensors, ``x`` alone, a dict or object with ``x``/``y``, or a map-style dataset.
         state_dir: folder for the per-batch checkpoints (``batch_NNNNNN.npz``), the ``manifest.json`` fingerprint
-            and the merged ``result.json``. ``None`` keeps everything in memory (no resume).
+            and the merged ``result.npz`` (:meth:`EvaluationResult.load` reads it). ``None`` keeps everything in
+            memory (no resume).
         batch_size: samples per batch (part of the fingerprint: batch files are only reusable with it).
         config: the settings that determine the results (attack name and parameters...), recorded and checked.
         seed: the evaluation's seed, recorded and checked (``fn`` should use it with the batch indices).

@@ -211,7 +211,7 @@ def run_report(
 
 
 def write_outputs(results: ReportResults, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``results.json`` (+ ``results.npz``) and the self-contained ``report.html``; return their paths."""
+    """Write ``results.json`` (one file, arrays inside) and the self-contained ``report.html``; return their paths."""
     from .html import render_html
 
     out = Path(out_dir)
