@@ -105,8 +105,8 @@ def test_every_file_robustlens_writes_is_strict_json_and_keeps_the_umask(tmp_pat
     with umask(0o027):
         _train_and_evaluate(tmp_path)
     docs = dict(json_documents(tmp_path))
-    kinds = {"pgd.json", "pgd.npz:result.json", "runner/manifest.json", "runner/result.npz:result.json", "state/manifest.json",
-             "m.safetensors:robustlens.arch", "m.safetensors:robustlens.metadata", "train/history.json",
+    kinds = {"pgd.json", "pgd.npz:result.json", "runner/manifest.json", "runner/result.npz:result.json",
+             "state/manifest.json", "m.safetensors:robustlens.arch", "m.safetensors:robustlens.metadata", "train/history.json",
              "train/summary.json", "report/results.json", "report/state/manifest.json"}
     for kind in kinds:
         assert any(name.endswith(kind) for name in docs), (kind, sorted(docs))
