@@ -106,8 +106,8 @@ def test_every_file_robustlens_writes_is_strict_json_and_keeps_the_umask(tmp_pat
         _train_and_evaluate(tmp_path)
     docs = dict(json_documents(tmp_path))
     kinds = {"pgd.json", "pgd.npz:result.json", "runner/manifest.json", "runner/result.npz:result.json",
-             "state/manifest.json", "m.safetensors:robustlens.arch", "m.safetensors:robustlens.metadata", "train/history.json",
-             "train/summary.json", "report/results.json", "report/state/manifest.json"}
+             "state/manifest.json", "m.safetensors:robustlens.arch", "m.safetensors:robustlens.metadata",
+             "train/history.json", "train/summary.json", "report/results.json", "report/state/manifest.json"}
     for kind in kinds:
         assert any(name.endswith(kind) for name in docs), (kind, sorted(docs))
     assert any("/report/state/" in n and n.endswith("clean.json") for n in docs)
