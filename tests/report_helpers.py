@@ -30,3 +30,18 @@ def tiny_plan(input_shape: tuple[int, ...] = (1, 28, 28), **over: object) -> Rep
     """The quick preset shrunk to seconds (the demo's hidden ``--tiny`` sizes), smoothed at sigma 0.25."""
     plan = ReportPlan.preset("quick", input_shape, certify_sigma=0.25)
     return dataclasses.replace(plan, name="tiny", **{**DEMO_SIZES["tiny"].plan, **over})  # type: ignore[arg-type]
+
+
+class Constant(torch.nn.Module):
+    """A classifier that gives every input the same logits (an untrained or collapsed model): zero weights, a
+    random bias, so it predicts one class everywhere."""
+
+    def __init__(self, d: int = 784, c: int = 10, seed: int = 0) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(d, c)
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.bias.copy_(torch.randn(c, generator=torch.Generator().manual_seed(seed)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))

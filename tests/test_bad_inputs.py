@@ -429,7 +429,7 @@ def _(tmp: Path) -> None:
     x = torch.rand(6, 3)
     run_evaluation(_fn, x, state_dir=tmp, batch_size=2, config={"eps": 0.1}, seed=0, progress=False)
     before = _snapshot(tmp)
-    with pytest.raises(ConfigError, match="belongs to another evaluation(.|\n)*config.eps: 0.1 recorded, "
+    with pytest.raises(ConfigError, match="holds an evaluation with other settings(.|\n)*config.eps: 0.1 recorded, "
                        "0.2 now(.|\n)*another state_dir, or overwrite=True"):
         run_evaluation(_fn, x, state_dir=tmp, batch_size=2, config={"eps": 0.2}, seed=0, resume=True,
                        progress=False)

@@ -1,5 +1,7 @@
-"""The report page in a real browser: headless Chromium loads report.html from disk, every figure decodes, the console
-stays clean, and the screenshot is not blank.
+"""The report page in a real browser: headless Chromium loads report.html from disk, every figure decodes at twice
+its displayed size (HiDPI), the header states the threat model and the claims summary, every section shows its
+verdicts, a broken model's claims are never "holds" and its failed sections name the cause, no number on the page is
+NaN or inf, the console stays clean, and the screenshot is not blank.
 
 Chromium is driven through the DevTools protocol over ``--remote-debugging-pipe`` (file descriptors 3 and 4, JSON
 messages separated by NUL bytes), so no network port and no extra package are needed. Debian's ``chromium`` is
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -21,7 +24,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
-from report_helpers import tiny_plan, train_tiny
+from report_helpers import Constant, tiny_plan, train_tiny
 
 from robustlens.data import load_dataset
 from robustlens.report import ModelEntry, ReportData, run_report
@@ -137,14 +140,35 @@ def _problems(events: list[dict[str, Any]]) -> list[str]:
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A comparison report with every section (the quick plan at the demo's tiny sizes) on two tiny CNNs trained for
-    a few steps on embedded MNIST images."""
+    a few steps on embedded MNIST images (roles standard and robust) and a constant classifier (a broken model)."""
     out = tmp_path_factory.mktemp("report")
     train = load_dataset("mnist-embedded", split="train")
     test = load_dataset("mnist-embedded", split="test")
-    models = [ModelEntry(f"tiny-{s}", test.classifier(train_tiny(s, train.x, train.y)), source=f"TinyCNN seed {s}")
-              for s in (0, 1)]
-    run_report(models, ReportData.from_image_data(test), tiny_plan(test.input_shape), out, seed=0, progress=False)
+    models = [ModelEntry(f"tiny-{s}", test.classifier(train_tiny(s, train.x, train.y)), source=f"TinyCNN seed {s}",
+                         role=role) for s, role in ((0, "standard"), (1, "robust"))]
+    models.append(ModelEntry("constant", test.classifier(Constant()), source="zero weights"))
+    with pytest.warns(UserWarning, match="failed"):
+        run_report(models, ReportData.from_image_data(test), tiny_plan(test.input_shape), out, seed=0,
+                   progress=False)
     return out
+
+
+PAGE_STATE = """JSON.stringify({
+  title: document.title,
+  sections: document.querySelectorAll('section').length,
+  images: Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight,
+                                                  Number(i.getAttribute('width')), i.clientWidth]),
+  threat: (document.querySelector('p.threat') || {}).textContent || '',
+  summary: (document.querySelector('table.claims caption') || {}).textContent || '',
+  claimRows: Array.from(document.querySelectorAll('table.claims tbody tr')).map(r => [r.cells[2].textContent,
+      r.querySelector('.badge').textContent]),
+  headline: Array.from(document.querySelectorAll('table.headline tbody tr td:first-child')).map(c => c.textContent),
+  verdictsPerSection: Array.from(document.querySelectorAll('section')).map(s => [s.id,
+      s.querySelectorAll('ul.verdicts li .badge').length]),
+  failures: Array.from(document.querySelectorAll('ul.sentences .error')).map(e => [e.textContent,
+      e.parentElement.querySelectorAll('details').length]),
+  text: document.body.innerText,
+})"""
 
 
 def test_report_page_renders_in_headless_chromium(chromium: str, report_dir: Path, tmp_path: Path) -> None:
@@ -159,11 +183,7 @@ def test_report_page_renders_in_headless_chromium(chromium: str, report_dir: Pat
             browser.send(f"{domain}.enable", session=session)
         browser.send("Page.navigate", {"url": page.resolve().as_uri()}, session=session)
         browser.wait(lambda m: m.get("method") == "Page.loadEventFired" and m.get("sessionId") == session)
-        state = browser.send("Runtime.evaluate", {
-            "expression": "JSON.stringify({title: document.title, sections: document.querySelectorAll('section')"
-                          ".length, images: Array.from(document.images).map(i => [i.complete, i.naturalWidth, "
-                          "i.naturalHeight])})",
-            "returnByValue": True}, session=session)
+        state = browser.send("Runtime.evaluate", {"expression": PAGE_STATE, "returnByValue": True}, session=session)
         info = json.loads(state["result"]["value"])
         shot = browser.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False},
                             session=session)
@@ -175,9 +195,24 @@ def test_report_page_renders_in_headless_chromium(chromium: str, report_dir: Pat
     assert info["title"].startswith("robustlens report")
     assert info["sections"] >= 11
     assert len(info["images"]) == n_img
-    broken = [i for i, (complete, w, h) in enumerate(info["images"]) if not (complete and w > 0 and h > 0)]
+    broken = [i for i, (complete, w, h, *_) in enumerate(info["images"]) if not (complete and w > 0 and h > 0)]
     assert not broken, f"images {broken} did not load"
     assert _problems(browser.events) == []
+    # HiDPI: every figure carries twice the pixels it is shown with
+    blurry = [i for i, (_, w, _, shown, client) in enumerate(info["images"]) if not (w >= 1.9 * shown >= client > 0)]
+    assert not blurry, [info["images"][i] for i in blurry]
+    # the header states the threat model; the claims table one verdict per claim and the "k of n" summary
+    assert "Linf eps 0.1" in info["threat"] and "L2 eps 2" in info["threat"] and "sigma 0.25" in info["threat"]
+    assert re.fullmatch(r"\d+ of \d+ claims hold( \(.*\))?", info["summary"]), info["summary"]
+    assert any("Linf eps 0.1" in label for label in info["headline"])
+    assert info["claimRows"] and all(badge in ("holds", "does not hold", "cannot be judged", "not tested")
+                                     for _, badge in info["claimRows"])
+    # every section states at least one verdict; the broken model's claims are never "holds"
+    assert all(n > 0 for _, n in info["verdictsPerSection"]), info["verdictsPerSection"]
+    constant = [badge for subject, badge in info["claimRows"] if "constant" in subject]
+    assert constant and set(constant) == {"cannot be judged"}, constant
+    assert any("the classifier is constant on these inputs" in text and details for text, details in info["failures"])
+    assert not re.search(r"(?<![A-Za-z])(nan|inf)(?![A-Za-z])", info["text"], re.IGNORECASE)
 
     png = tmp_path / "screenshot.png"
     png.write_bytes(base64.b64decode(shot["data"]))

@@ -157,7 +157,7 @@ def test_resume_refuses_state_of_another_run(tmp_path: Path, change: dict, field
     fn, _ = _noise_fn(0)
     base = {"seed": 0, "batch_size": 3, "config": {"attack": "pgd", "eps": 0.1}, "model": model}
     run_evaluation(fn, (x, y), state_dir=tmp_path, progress=False, **base)
-    with pytest.raises(ConfigError, match=f"belongs to another evaluation(.|\n)*{field}"):
+    with pytest.raises(ConfigError, match=f"holds an evaluation with other settings(.|\n)*{field}"):
         run_evaluation(fn, (x, y), state_dir=tmp_path, progress=False, resume=True, **{**base, **change})
     # the original settings still resume (and recompute nothing)
     run_evaluation(fn, (x, y), state_dir=tmp_path, progress=False, resume=True, **base)
@@ -400,7 +400,7 @@ def test_nan_in_the_config_resumes_and_a_changed_nan_is_refused(tmp_path: Path) 
     assert json.loads((tmp_path / "manifest.json").read_text())["fingerprint"]["config"]["grid"] == ["nan", 1.0,
                                                                                                      "inf"]
     changed = {**config, "nested": {"a": [nan, {"b": 0.5}], "t": (nan,)}}
-    with pytest.raises(ConfigError, match='belongs to another evaluation(.|\n)*config.nested.a: \\["nan", '
+    with pytest.raises(ConfigError, match='holds an evaluation with other settings(.|\n)*config.nested.a: \\["nan", '
                        '\\{"b": "-inf"\\}\\] recorded'):
         run_evaluation(fn, (x, y), state_dir=tmp_path, batch_size=3, resume=True, config=changed, progress=False)
 

@@ -161,8 +161,8 @@ def check_manifest(folder: str | os.PathLike[str], fingerprint: Mapping[str, Any
             raise ConfigError(f"{folder} already holds {_article(what)}; {again}")
         if old != fp:
             lines = diff(old, fp) or ["(fingerprint differs)"]
-            raise ConfigError(f"{folder} belongs to another {what} and cannot be resumed with these settings:\n  "
-                              + "\n  ".join(lines) + f"\nTo continue, {fix}")
+            raise ConfigError(f"{folder} holds {_article(what)} with other settings and cannot be resumed with "
+                              "these:\n  " + "\n  ".join(lines) + f"\nTo continue, {fix}")
         return True
     payload = {**canonical(dict(extra or {})), "fingerprint": fp}
     atomic_write_bytes(path, dumps_strict(payload, indent=2, sort_keys=True).encode())

@@ -1,8 +1,8 @@
 """``robustlens demo``: the paper's story end to end on the embedded MNIST-5k.
 
 Trains a standard and an adversarially trained small CNN (cached in the output folder), runs the comparison report
-(roles ``standard`` and ``robust``, so that its sentences test the paper's claims on this pair) and prints the path of
-report.html with a table of the headline numbers.
+(roles ``standard`` and ``robust``, so that the paper's claims about adversarial training are judged on this pair) and
+prints the path of report.html with the headline numbers and the claims' verdicts.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def demo(
     device: DeviceOption = "auto",
 ) -> None:
     """Train a standard and an adversarially trained CNN on the embedded MNIST-5k, compare them in one report and
-    print where report.html is, with the headline numbers."""
+    print where report.html is, with the headline numbers and how many of the paper's claims hold."""
     from ..data import load_dataset
     from ..report import ModelEntry
     from .report import run_and_print

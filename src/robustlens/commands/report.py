@@ -47,6 +47,22 @@ def model_name(spec: str) -> str:
     return Path(split_model_spec(spec)[1]).stem or "model"
 
 
+def model_names(specs: Sequence[str]) -> list[str]:
+    """Display names for several model specs: the weights files' stems, or, where two stems coincide (``train``
+    always writes ``model.safetensors``), the names of the folders holding them. Two models that still share a name
+    are a ConfigError that names ``--names``."""
+    stems = [model_name(s) for s in specs]
+    if len(set(stems)) == len(stems):
+        return stems
+    folders = [Path(split_model_spec(s)[1]).resolve().parent.name or stems[i] for i, s in enumerate(specs)]
+    names = [f if stems.count(st) > 1 else st for st, f in zip(stems, folders, strict=True)]
+    if len(set(names)) != len(names):
+        files = ", ".join(split_model_spec(s)[1] for s in specs)
+        raise ConfigError(f"two models would share a name ({files}); name them with --names, e.g. "
+                          f"--names {','.join(f'model{i + 1}' for i in range(len(specs)))}")
+    return names
+
+
 def load_report_data(data: str, *, root: str | os.PathLike[str] | None = None, split: str = "test",
                      image_size: tuple[int, int] | None = None) -> ImageData:
     """A data set by name (``mnist-embedded``, ``mnist``, ``cifar10``... with ``root``), or an image folder
@@ -77,29 +93,39 @@ def make_plan(name: str, input_shape: Sequence[int], *, certify_sigma: float | N
 
 
 def headline_text(results: ReportResults) -> str:
-    """The headline numbers as a plain-text table (what the terminal shows)."""
-    from ..report import SECTIONS, ReportPlan
-    from ..report.sections import fmt
+    """The headline numbers as a plain-text table (what the terminal shows); the labels carry the threat model."""
+    from ..report.html import headline_rows
 
-    rows: list[tuple[str, list[str]]] = []
-    plan = results.plan
-    assert isinstance(plan, ReportPlan)
-    for key in plan.sections:
-        spec = SECTIONS[key]
-        for hkey, label, kind in spec.table:
-            cells = []
-            for m in results.models:
-                o = m.sections.get(key)
-                v = o.headline.get(hkey) if o is not None and o.ok else None
-                cells.append("-" if v is None else fmt(v, kind))
-            if any(c != "-" for c in cells):
-                rows.append((label, cells))
+    rows = [(label, ["-" if c is None else c for c in cells]) for label, cells in headline_rows(results)]
     names = [m.name for m in results.models]
     w0 = max([len(r[0]) for r in rows] + [0])
     ws = [max([len(n)] + [len(r[1][i]) for r in rows]) for i, n in enumerate(names)]
     lines = [" " * w0 + "  " + "  ".join(n.rjust(w) for n, w in zip(names, ws, strict=True))]
     for label, cells in rows:
         lines.append(label.ljust(w0) + "  " + "  ".join(c.rjust(w) for c, w in zip(cells, ws, strict=True)))
+    return "\n".join(lines)
+
+
+def verdicts_text(results: ReportResults) -> str:
+    """The claims summary and one line per tested claim (what the terminal shows under the table)."""
+    from ..report import UNTESTED, summary
+
+    lines = [f"the paper's claims: {summary(results.verdicts)}"]
+    for v in results.verdicts:
+        if v.status != UNTESTED:
+            lines.append(f"  [{v.status}] {v.statement} ({v.subject})")
+    return "\n".join(lines)
+
+
+def sections_text() -> str:
+    """Every report section with its key, title, paper reference and claims (``--list-sections``)."""
+    from ..report import get_section, section_keys
+
+    lines = []
+    for key in section_keys():
+        sec = get_section(key)
+        lines.append(f"{key:<12} {sec.title} ({sec.paper})")
+        lines += [f"{'':<12}   claim: {c.statement} ({c.paper})" for c in sec.claims]
     return "\n".join(lines)
 
 
@@ -111,6 +137,7 @@ def run_and_print(entries: Sequence[ModelEntry], data: ImageData, plan: ReportPl
     results = run_report(entries, ReportData.from_image_data(data), plan, out, seed=seed, resume=resume,
                          progress=progress)
     typer.echo(headline_text(results))
+    typer.echo(verdicts_text(results))
     for m in results.models:
         for o in m.sections.values():
             if o.status == "error":
@@ -118,6 +145,12 @@ def run_and_print(entries: Sequence[ModelEntry], data: ImageData, plan: ReportPl
     typer.echo(f"results: {out / 'results.json'}")
     typer.echo(f"report:  {(out / 'report.html').resolve()}")
     return results
+
+
+def _list_sections(value: bool) -> None:
+    if value:
+        typer.echo(sections_text())
+        raise typer.Exit()
 
 
 @app.command()
@@ -131,7 +164,8 @@ def report(
     compare: Annotated[list[str] | None, typer.Option("--compare", help="Another model to report side by side "
                                                        "(same forms as --model); repeat for more.")] = None,
     names: Annotated[str | None, typer.Option("--names", help="Comma-separated display names, one per model "
-                                              "(default: the weights files' names).")] = None,
+                                              "(default: the weights files' names, or their folders' names where "
+                                              "two files share one).")] = None,
     roles: Annotated[str | None, typer.Option("--roles", help="Comma-separated roles, 'standard' or 'robust' per "
                                               "model, so that the sentences test the paper's claims on the pair.")
                      ] = None,
@@ -144,8 +178,11 @@ def report(
                                             "classifier (for models trained on normalised inputs).")] = False,
     certify_sigma: Annotated[float | None, typer.Option("--certify-sigma", help="Also certify the models smoothed "
                                                         "with Gaussian noise of this sigma.")] = None,
-    sections: Annotated[str | None, typer.Option("--sections", help="Comma-separated section keys to run "
-                                                 "(default: all).")] = None,
+    sections: Annotated[str | None, typer.Option("--sections", help="Comma-separated section keys to run, in page "
+                                                 "order (default: all; --list-sections lists them).")] = None,
+    list_sections: Annotated[bool, typer.Option("--list-sections", callback=_list_sections, is_eager=True,
+                                                help="List the report's sections and the paper's claims each "
+                                                     "tests, then exit.")] = False,
     n_samples: Annotated[int | None, typer.Option("--n-samples", help="Override the plan's sample count.")] = None,
     unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow fully pickled model files "
                                                 "(arbitrary code: trusted files only).")] = False,
@@ -155,17 +192,23 @@ def report(
 ) -> None:
     """Write OUT/results.json and the self-contained OUT/report.html: clean and robust accuracy, distances to the
     boundary, adversarial examples, cross-sections, curvature, universal perturbation, noise and more."""
-    from ..report import ALL_SECTIONS, ModelEntry
+    from ..report import SECTIONS, ModelEntry, section_keys
 
     dev = resolve_device(device)
     specs = [model, *(compare or [])]
-    shown = [n.strip() for n in names.split(",")] if names else [model_name(s) for s in specs]
+    shown = [n.strip() for n in names.split(",")] if names else model_names(specs)
     if len(shown) != len(specs):
         raise typer.BadParameter(f"--names gives {len(shown)} names for {len(specs)} models")
     role_list = [r.strip() for r in roles.split(",")] if roles else [""] * len(specs)
     if len(role_list) != len(specs) or any(r not in ("", "standard", "robust") for r in role_list):
         raise typer.BadParameter("--roles needs one of 'standard' or 'robust' per model, comma-separated")
-    keys = [s.strip() for s in sections.split(",")] if sections else list(ALL_SECTIONS)
+    if len(set(shown)) != len(shown):
+        raise typer.BadParameter(f"--names gives the same name twice ({', '.join(shown)}); give each model its own")
+    try:
+        keys = [SECTIONS.key(s.strip()) for s in sections.split(",")] if sections else section_keys()
+    except ConfigError:
+        raise typer.BadParameter(f"--sections {sections!r}: choose among {', '.join(section_keys())} "
+                                 "(robustlens report --list-sections describes them)") from None
     ds = load_report_data(data, root=data_root, split=split,
                           image_size=None if image_size is None else (image_size, image_size))
     entries = []
@@ -177,5 +220,5 @@ def report(
     run_and_print(entries, ds, p, out, seed=seed, resume=resume, progress=progress)
 
 
-__all__ = ["build_model", "headline_text", "load_report_data", "make_plan", "model_name", "report", "run_and_print",
-           "split_model_spec"]
+__all__ = ["build_model", "headline_text", "load_report_data", "make_plan", "model_name", "model_names", "report",
+           "run_and_print", "sections_text", "split_model_spec", "verdicts_text"]

@@ -577,28 +577,49 @@ def taylor_error(
     )
 
 
-def plot_curvature_profile(spectra: dict[str, HessianSpectrum], ax: Any = None, *, sample: int | None = None) -> Any:
-    """Fig. 4a: sorted eigenvalues (descending) of each model's input Hessian, one line per named spectrum.
+def plot_curvature_profile(
+    spectra: dict[str, HessianSpectrum], ax: Any = None, *, sample: int | None = None, dim: int | None = None
+) -> Any:
+    """Fig. 4a: the sorted eigenvalues (descending) of each model's input Hessian, one colour per named spectrum.
 
-    Plots the median over samples (``sample=None``) or one sample's profile. Returns the axes.
+    Plots the median over samples (``sample=None``) or one sample's profile. A full spectrum (dense path) is drawn
+    against its rank 1..D. Top-k and bottom-k eigenvalues (Lanczos) are drawn side by side, top solid and bottom
+    dashed, with a gap for the ranks not computed; the ticks name the true ranks (``dim``: the input dimension D,
+    to number the bottom ones; otherwise they are written ``D``, ``D-1``, ...). Returns the axes.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.5))
-    for name, spec in spectra.items():
-        prof = curvature_profile(spec)
-        vals = prof.median(0).values if sample is None else prof[sample]
-        kt = vals.shape[0] if spec.full_values is not None else spec.top_values.shape[1]
-        xs = np.arange(vals.shape[0])
-        if spec.full_values is None and spec.bottom_values.shape[1]:
-            ax.plot(xs[:kt], vals[:kt].numpy(), ".-", label=f"{name} (top)")
-            ax.plot(xs[kt:] + 2, vals[kt:].numpy(), ".-", label=f"{name} (bottom)")
-        else:
-            ax.plot(xs, vals.numpy(), label=name)
+    ticks: dict[int, str] = {}
+    gap = 0  # the x position of the uncomputed middle of the spectrum (0: none)
+    for i, (name, spec) in enumerate(spectra.items()):
+        prof = curvature_profile(spec).double()
+        vals = (prof.median(0).values if sample is None else prof[sample]).numpy()
+        kt, kb = spec.top_values.shape[1], spec.bottom_values.shape[1]
+        if spec.full_values is not None or kb == 0:
+            ax.plot(np.arange(1, vals.shape[0] + 1), vals, ".-" if vals.shape[0] <= 60 else "-", color=f"C{i}",
+                    label=name)
+            continue
+        gap = max(gap, kt + 1)
+        ax.plot(np.arange(1, kt + 1), vals[:kt], ".-", color=f"C{i}", label=f"{name} (top {kt})")
+        pos = np.arange(kt + 2, kt + 2 + kb)  # one empty slot after the top ranks: the uncomputed middle
+        ax.plot(pos, vals[kt:], ".--", color=f"C{i}", label=f"{name} (bottom {kb})")
+        ticks.update({1: "1", kt: str(kt)})
+        for j, at in ((0, int(pos[0])), (kb - 1, int(pos[-1]))):
+            back = kb - 1 - j  # rank D - back
+            ticks[at] = (str(dim - back) if dim else ("D" if back == 0 else f"D-{back}"))
+    if gap:
+        ax.axvline(gap, color="gray", lw=0.8, ls=":")
+        ax.set_xticks(sorted(ticks))
+        ax.set_xticklabels([ticks[t] for t in sorted(ticks)])
+        ax.set_xlabel("eigenvalue rank (top k | bottom k; the middle is not computed)")
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("eigenvalue rank")
     ax.axhline(0.0, color="gray", lw=0.8)
-    ax.set_xlabel("eigenvalue index (sorted)")
-    ax.set_ylabel("eigenvalue of input Hessian")
+    ax.set_ylabel("eigenvalue of the input Hessian")
     ax.legend()
     return ax
 

@@ -299,15 +299,15 @@ def sqrt_d_law(
     )
 
 
-def plot_noise(result: NoiseResult, ax: Any = None, *, label: str | None = None) -> Any:
+def plot_noise(result: NoiseResult, ax: Any = None, *, label: str | None = None, color: str | None = None) -> Any:
     """Error rate under Gaussian noise against sigma (eq. 7), with its 95% interval. Returns the axes."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.2))
     s = result.sigmas.numpy()
-    ax.plot(s, result.error_rate.numpy(), "o-", label=label)
-    ax.fill_between(s, result.ci_low.numpy(), result.ci_high.numpy(), alpha=0.25)
+    (line,) = ax.plot(s, result.error_rate.numpy(), "o-", ms=3, label=label, color=color)
+    ax.fill_between(s, result.ci_low.numpy(), result.ci_high.numpy(), alpha=0.25, color=line.get_color(), lw=0)
     ax.set_xlabel("noise sigma")
     ax.set_ylabel("P(f(x+v) != f(x))")
     if label:
@@ -315,20 +315,32 @@ def plot_noise(result: NoiseResult, ax: Any = None, *, label: str | None = None)
     return ax
 
 
-def plot_sqrt_d(results: dict[str, SqrtDResult], ax: Any = None) -> Any:
-    """Per-sample median ``||r_v||`` against ``sqrt(D) ||r*||`` with the fitted slope (eq. 21). Returns the axes."""
+def plot_sqrt_d(results: dict[str, SqrtDResult], ax: Any = None, *, linear: bool = True) -> Any:
+    """Per-sample median ``||r_v||`` against ``sqrt(D) ||r*||`` with the fitted slope (eq. 21), one colour per
+    result, and (``linear``) the exact median constant of a linear classifier in the same dimension as a dashed line.
+    Samples whose median ``||r_v||`` is beyond the scanned range are left out. Returns the axes."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4))
-    for name, r in results.items():
-        xs = math.sqrt(r.dim) * r.adversarial_norm.numpy()
-        ys = r.directional.median(1).values.numpy()
-        ax.scatter(xs, ys, s=10, label=f"{name}: slope {r.slope:.2f} +- {r.slope_std:.2f}")
-        t = np.linspace(0, np.nanmax(xs[np.isfinite(xs)]) if np.isfinite(xs).any() else 1, 10)
-        ax.plot(t, r.slope * t, lw=1)
-    ax.set_xlabel("sqrt(D) ||r*||")
-    ax.set_ylabel("median ||r_v||")
+    top = 0.0
+    for i, (name, r) in enumerate(results.items()):
+        xs = math.sqrt(r.dim) * r.adversarial_norm.double().numpy()
+        ys = r.directional.double().median(1).values.numpy()
+        ok = np.isfinite(xs) & np.isfinite(ys)
+        slope = f"slope {r.slope:.2f} +- {r.slope_std:.2f}" if math.isfinite(r.slope) else "no slope"
+        ax.scatter(xs[ok], ys[ok], s=10, color=f"C{i}", label=f"{name}: {slope}")
+        if ok.any():
+            top = max(top, float(xs[ok].max()))
+    t = np.linspace(0, top or 1.0, 10)
+    for i, r in enumerate(results.values()):
+        if math.isfinite(r.slope):
+            ax.plot(t, r.slope * t, lw=1, color=f"C{i}")
+    if linear and results:
+        lin = next(iter(results.values())).linear_median_constant
+        ax.plot(t, lin * t, "k--", lw=1, label=f"linear classifier ({lin:.2f})")
+    ax.set_xlabel("sqrt(D) x minimal L2 distance ||r*||")
+    ax.set_ylabel("median distance along random directions ||r_v||")
     ax.legend()
     return ax
 

@@ -486,6 +486,7 @@ def plot_singular_values(
     """Singular values of the normals (descending, each normalised by the largest, log scale), or with
     ``energy=True`` their cumulative energy with the 50/90/99% levels marked. Returns the axes."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.5))
@@ -505,7 +506,8 @@ def plot_singular_values(
         ax.set_yscale("log")
         ax.set_ylabel("singular value / largest")
     ax.set_xscale("log")
-    ax.set_xlabel("direction index")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # direction counts: 1, 10, 100
+    ax.set_xlabel("number of directions k" if energy else "direction index")
     ax.legend()
     return ax
 

@@ -417,23 +417,57 @@ def _adaptive_fill(
     return done
 
 
-def plot_section(result: SectionResult, ax: Any = None, *, kind: str = "decision", cmap: str = "tab10") -> Any:
+def plot_section(
+    result: SectionResult,
+    ax: Any = None,
+    *,
+    kind: str = "decision",
+    cmap: str = "tab10",
+    class_names: Sequence[str] | None = None,
+    key: bool = True,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colorbar: bool = True,
+) -> Any:
     """Draw a cross-section with both axes on the same scale (Fig. 3 for ``kind="decision"``, Fig. 4b for
-    ``kind="loss"``). The decision plot colours regions by predicted class and draws the clean class's boundary
-    (margin = 0) in black; the loss plot shows filled loss contours with the same boundary. Returns the axes.
+    ``kind="loss"``). Returns the axes.
+
+    The decision plot colours regions by predicted class, with a key of the classes present (``key``, named by
+    ``class_names`` when given), and draws the clean class's boundary (margin = 0) in black. The loss plot shows
+    filled loss contours with the same boundary; give several sections the same ``vmin`` / ``vmax`` to draw them on
+    one colour scale (their losses are then comparable by colour).
     """
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     a1, a2 = result.alphas1.numpy(), result.alphas2.numpy()
     ext = (a1[0], a1[-1], a2[0], a2[-1])
     if kind == "decision":
-        ax.imshow(result.labels.numpy(), origin="lower", extent=ext, cmap=cmap, vmin=0, vmax=9.99,
-                  interpolation="nearest", alpha=0.8)
+        colours = plt.get_cmap(cmap)
+        labels = result.labels.numpy()
+        ax.imshow(labels, origin="lower", extent=ext, cmap=cmap, vmin=0, vmax=9.99, interpolation="nearest",
+                  alpha=0.8)
+        if key:
+            present = sorted(int(c) for c in np.unique(labels))
+            names = [str(class_names[c]) if class_names is not None and c < len(class_names) else str(c)
+                     for c in present]
+            handles = [Patch(facecolor=colours(min(c, 9.99) / 9.99), alpha=0.8, edgecolor="none",
+                             label=name + (" (clean)" if c == result.clean_label else ""))
+                       for c, name in zip(present, names, strict=True)]
+            ax.legend(handles=handles, title="class", fontsize=7, title_fontsize=7, loc="upper left",
+                      bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
     elif kind == "loss":
-        cs = ax.contourf(a1, a2, result.loss.numpy(), levels=20, cmap="viridis")
-        plt.colorbar(cs, ax=ax, fraction=0.046, pad=0.04, label="loss")
+        loss = result.loss.numpy()
+        lo = float(np.nanmin(loss)) if vmin is None else float(vmin)
+        hi = float(np.nanmax(loss)) if vmax is None else float(vmax)
+        levels = np.linspace(lo, hi if hi > lo else lo + 1e-12, 21)
+        cs = ax.contourf(a1, a2, np.clip(loss, lo, hi), levels=levels, cmap="viridis")
+        if colorbar:
+            bar = plt.colorbar(cs, ax=ax, fraction=0.046, pad=0.04, label="loss")
+            bar.set_ticks(MaxNLocator(6).tick_values(lo, hi))
     else:
         raise ConfigError(f"kind must be 'decision' or 'loss', got {kind!r}")
     mar = result.margins.numpy()

@@ -15,12 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor
-
 from ..results import Result
+from .claims import Verdict
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
 
 STATUS_OK = "ok"
 STATUS_UNAVAILABLE = "unavailable"  # the computing module is not part of this version
@@ -34,12 +32,14 @@ class SectionOutcome(Result):
     """One section of one model's report.
 
     Attributes:
-        key: the section key (see :data:`robustlens.report.plan.ALL_SECTIONS`).
+        key: the section key (see :func:`robustlens.report.registry.section_keys`).
         title: the heading shown on the page.
         status: ``"ok"``, ``"unavailable"``, ``"skipped"`` or ``"error"``.
         sentence: one sentence computed from this model's numbers (empty unless ``ok``).
         headline: the numbers the sentence and the headline table quote, by name.
-        note: why the section is unavailable / skipped, or the error message.
+        note: why the section is unavailable / skipped, or why it failed: the cause a user can act on (a constant
+            classifier, non-finite logits) when one is found, else the error message.
+        detail: for a failed section whose cause was found, the internal error message.
         seconds: wall-clock time the computation took.
         result: the typed result of the computing module (``None`` unless ``ok``).
     """
@@ -52,6 +52,7 @@ class SectionOutcome(Result):
     note: str = ""
     seconds: float = 0.0
     result: Result | None = None
+    detail: str = ""
 
     @property
     def ok(self) -> bool:
@@ -67,12 +68,14 @@ class ModelReport(Result):
         source: where it came from (zoo name and weights, ``module.py:factory``, or a description).
         num_parameters: trainable parameters.
         sections: the outcomes, by section key, in page order.
+        role: ``"standard"``, ``"robust"`` or ``""`` (the claims comparing adversarial training read it).
     """
 
     name: str
     source: str
     num_parameters: int
     sections: dict[str, SectionOutcome] = field(default_factory=dict)
+    role: str = ""
 
 
 @dataclass
@@ -101,6 +104,8 @@ class ReportResults(Result):
         models: one :class:`ModelReport` per model, the reference model first.
         comparison: per section key, one sentence comparing the models (when there are several).
         environment: torch version, device, threads.
+        verdicts: one :class:`~robustlens.report.claims.Verdict` per claim and model (or standard/robust pair), in
+            page order.
     """
 
     report_schema: int
@@ -112,6 +117,7 @@ class ReportResults(Result):
     models: list[ModelReport]
     comparison: dict[str, str] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    verdicts: list[Verdict] = field(default_factory=list)
 
 
 def schema() -> dict[str, Any]:
@@ -138,14 +144,17 @@ def validate_results_json(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def as_float_list(t: Tensor | list[float]) -> list[float]:
-    """A tensor or list as a list of Python floats (for headline numbers and plotting)."""
-    if isinstance(t, Tensor):
-        return [float(v) for v in t.detach().cpu().flatten().tolist()]
-    return [float(v) for v in t]
-
-
-def finite(t: Tensor) -> Tensor:
-    """The finite entries of ``t``, flattened (failed attacks carry ``inf``)."""
-    t = t.detach().cpu().flatten().double()
-    return t[torch.isfinite(t)]
+__all__ = [
+    "REPORT_SCHEMA_VERSION",
+    "STATUSES",
+    "STATUS_ERROR",
+    "STATUS_OK",
+    "STATUS_SKIPPED",
+    "STATUS_UNAVAILABLE",
+    "DataSummary",
+    "ModelReport",
+    "ReportResults",
+    "SectionOutcome",
+    "schema",
+    "validate_results_json",
+]

@@ -9,26 +9,22 @@ on CIFAR-10).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from ..attacks.norms import norm_name, parse_norm
+from ..checks import COUNT, NON_NEGATIVE, OPEN_UNIT, POSITIVE, Number, check
 from ..errors import ConfigError
 from ..results import Result
+from .registry import SECTIONS, section_keys
 
-ALL_SECTIONS: tuple[str, ...] = (
-    "clean",
-    "robustness",
-    "examples",
-    "sections",
-    "curvature",
-    "normals",
-    "universal",
-    "dct",
-    "noise",
-    "certified",
-    "sanity",
-)
+#: The rules of the plan's numeric fields (every other numeric field is a count >= 1).
+FIELD_RULES: dict[str, Number] = {
+    "threat_l2": POSITIVE, "threat_linf": POSITIVE, "uap_eps": POSITIVE, "certify_alpha": OPEN_UNIT,
+    "certify_sigma": Number(low=0, low_open=True, optional=True),
+}
 
 
 def _grid(stop: float, n: int) -> list[float]:
@@ -96,20 +92,22 @@ class ReportPlan(Result):
     certify_n: int = 200
     certify_alpha: float = 0.001
     certify_samples: int = 20
-    sections: list[str] = field(default_factory=lambda: list(ALL_SECTIONS))
+    sections: list[str] = field(default_factory=section_keys)
 
     def __post_init__(self) -> None:
-        unknown = [s for s in self.sections if s not in ALL_SECTIONS]
+        keys = section_keys()
+        unknown = [s for s in self.sections if s not in SECTIONS]
         if unknown:
-            raise ConfigError(f"unknown report section(s) {unknown}; choose from {list(ALL_SECTIONS)}")
-        for name in ("n_samples", "batch_size", "deepfool_iter", "fmn_steps", "pgd_steps", "n_examples", "section_grid",
-                     "curvature_samples", "curvature_k", "normals_samples", "uap_samples", "uap_eval_samples",
-                     "uap_passes", "dct_block", "dct_samples", "noise_directions", "noise_samples", "noise_draws",
-                     "sanity_samples", "sanity_queries", "certify_n0", "certify_n", "certify_samples"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"plan field {name} must be >= 1, got {getattr(self, name)}")
-        if self.certify_sigma is not None and self.certify_sigma <= 0:
-            raise ConfigError(f"certify_sigma must be positive, got {self.certify_sigma}")
+            raise ConfigError(f"unknown report section(s) {unknown}; choose from {', '.join(keys)}")
+        self.sections = [SECTIONS.key(s) for s in self.sections]
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in FIELD_RULES:
+                setattr(self, f.name, check(value, f.name, FIELD_RULES[f.name], "ReportPlan"))
+            elif isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, f.name, check(value, f.name, COUNT, "ReportPlan"))
+            elif f.name in ("eps_l2", "eps_linf"):
+                setattr(self, f.name, [check(e, f.name, NON_NEGATIVE, "ReportPlan") for e in value])
 
     @classmethod
     def preset(
@@ -151,9 +149,23 @@ class ReportPlan(Result):
             plan = replace(plan, sections=list(sections))
         return plan
 
+    def threat_model(self) -> str:
+        """The threat model of the quoted numbers, in words: the eps of each norm, the universal perturbation's
+        radius and, when certifying, the smoothing noise and sample count."""
+        def g(v: float) -> str:
+            return f"{v:.3g}"
+
+        s = (f"L2 eps {g(self.threat_l2)} and Linf eps {g(self.threat_linf)} (curves up to {g(max(self.eps_l2))} and "
+             f"{g(max(self.eps_linf))}); universal perturbation of {norm_name(parse_norm(self.uap_norm))} norm "
+             f"{g(self.uap_eps)}")
+        if self.certify_sigma is not None:
+            s += (f"; smoothing noise sigma {g(self.certify_sigma)} with n = {self.certify_n} samples at "
+                  f"alpha = {g(self.certify_alpha)}")
+        return s
+
     def samples(self, n_available: int) -> int:
         """How many samples the plan evaluates given ``n_available`` in the data."""
         return min(self.n_samples, n_available)
 
 
-__all__ = ["ALL_SECTIONS", "ReportPlan"]
+__all__ = ["FIELD_RULES", "ReportPlan"]
