@@ -280,3 +280,14 @@ def test_results_written_by_earlier_versions_still_load(tmp_path: Path) -> None:
     back = Outer.load(tmp_path / "old.json")
     assert back.score == math.inf and torch.equal(back.inner.values, values)
     np.testing.assert_array_equal(back.arr, [4, 5])
+
+
+def test_read_document_gives_the_raw_tree_and_every_array(tmp_path: Path) -> None:
+    from robustlens.results import read_document
+
+    r = make()
+    for suffix in (".json", ".npz"):
+        payload, arrays = read_document(r.save(tmp_path / f"r{suffix}"))
+        ref = payload["data"]["inner"]["values"]
+        np.testing.assert_array_equal(arrays[ref["__tensor__"]], r.inner.values.numpy())
+        assert len(arrays) == 9  # every tensor and array of the result, the colliding "x.y" keys apart

@@ -103,6 +103,7 @@ class _Sink:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.arrays: dict[str, np.ndarray] = {}
+        self.names: set[str] = set()
 
     def put(self, tag: str, key: str, arr: np.ndarray, torch_dtype: str | None) -> Any:
         if self.mode == "plain":
@@ -110,8 +111,9 @@ class _Sink:
         if arr.dtype.hasobject:
             raise TypeError(f"cannot serialize an object array in a result field ({key})")
         name, i = key, 1
-        while name in self.arrays:  # keys of dicts may contain dots: never let two arrays share a member
+        while name in self.names:  # keys of dicts may contain dots: never let two arrays share a name
             name, i = f"{key}~{i}", i + 1
+        self.names.add(name)
         ref: dict[str, Any] = {tag: name, "dtype": str(arr.dtype), "shape": list(arr.shape)}
         if torch_dtype is not None:
             ref["torch_dtype"] = torch_dtype
@@ -227,6 +229,32 @@ def _read(path: Path) -> tuple[dict[str, Any], Any]:
     return payload, arrays
 
 
+def _inline_arrays(value: Any, out: dict[str, np.ndarray]) -> None:
+    if isinstance(value, dict):
+        name = value.get("__tensor__", value.get("__ndarray__"))
+        if isinstance(name, str) and "base64" in value:
+            out[name] = _decode_inline(value)
+            return
+        for v in value.values():
+            _inline_arrays(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _inline_arrays(v, out)
+
+
+def read_document(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The raw JSON document of a result file (any format, any version) and its arrays by reference name, without
+    rebuilding the result: for tools that walk results generically (e.g. comparing two runs number by number)."""
+    p = Path(path)
+    payload, arrays = _read(p)
+    arrays = dict(arrays)
+    try:
+        _inline_arrays(payload, arrays)
+    except (ValueError, KeyError, TypeError, zlib.error) as e:
+        raise CorruptFileError(f"{p} is a damaged robustlens result ({type(e).__name__}: {str(e)[:200]})") from e
+    return payload, arrays
+
+
 # ---------------------------------------------------------------------------------------------- the base class
 @dataclasses.dataclass
 class Result:
@@ -293,4 +321,4 @@ class Result:
         return obj
 
 
-__all__ = ["RESULT_SUFFIXES", "Result", "SCHEMA_VERSION", "atomic_write_bytes", "check_result_path"]
+__all__ = ["RESULT_SUFFIXES", "Result", "SCHEMA_VERSION", "atomic_write_bytes", "check_result_path", "read_document"]
