@@ -6,9 +6,9 @@ must match exactly; sentences, timings and versions may differ.
 Walks both files' JSON trees (arrays by reference, :func:`robustlens.results.read_document`), pairs values by
 their path (e.g. ``models.0.sections.noise.result.sqrt_d.slope``) and prints how many numbers matched, every one
 that differs, the numbers the old file has and the new one lacks (a failure: nothing may disappear) and those only
-the new one has (new numbers, listed for information). Exits 1 when a number differs or disappears. NaN equals NaN; ``inf`` equals
-``inf``. Result type names (``__result__``), strings other than section statuses, timings (``seconds``), the creation
-time, versions and the environment are not compared.
+the new one has (new numbers, listed for information). Exits 1 when a number differs or disappears. NaN equals
+NaN; ``inf`` equals ``inf``. Result type names (``__result__``), strings other than section statuses, timings
+(``seconds``), the creation time, versions and the environment are not compared.
 """
 
 from __future__ import annotations
