@@ -1,20 +1,19 @@
-"""Compare the numbers of two report results (``results.json`` + ``results.npz``): every number, array and status
+"""Compare the numbers of two report results (``results.json``, any format version): every number, array and status
 must match exactly; sentences, timings and versions may differ.
 
     python benchmarks/compare_results.py OLD/results.json NEW/results.json [--rtol 0] [--show 20]
 
-Walks both files' JSON trees (arrays read from their ``.npz`` by reference), pairs values by their path (e.g.
-``models.0.sections.noise.result.sqrt_d.slope``) and prints how many numbers matched, every one that differs, the
-numbers the old file has and the new one lacks (a failure: nothing may disappear) and those only the new one has
-(new numbers, listed for information). Exits 1 when a number differs or disappears. NaN equals NaN; ``inf`` equals
-``inf``. Result type names (``__result__``), strings other than section statuses, timings (``seconds``), the creation
-time, versions and the environment are not compared.
+Walks both files' JSON trees (arrays by reference, :func:`robustlens.results.read_document`), pairs values by
+their path (e.g. ``models.0.sections.noise.result.sqrt_d.slope``) and prints how many numbers matched, every one
+that differs, the numbers the old file has and the new one lacks (a failure: nothing may disappear) and those only
+the new one has (new numbers, listed for information). Exits 1 when a number differs or disappears. NaN equals
+NaN; ``inf`` equals ``inf``. Result type names (``__result__``), strings other than section statuses, timings
+(``seconds``), the creation time, versions and the environment are not compared.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -29,12 +28,9 @@ COMPARED_STRINGS = {"status"}
 
 def load(path: Path) -> tuple[Any, dict[str, np.ndarray]]:
     """The JSON payload of a saved result and its arrays."""
-    payload = json.loads(path.read_text())
-    arrays: dict[str, np.ndarray] = {}
-    if payload.get("arrays"):
-        with np.load(path.parent / payload["arrays"], allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    return payload, arrays
+    from robustlens.results import read_document
+
+    return read_document(path)
 
 
 def flatten(value: Any, arrays: dict[str, np.ndarray], path: str = "",
@@ -43,7 +39,7 @@ def flatten(value: Any, arrays: dict[str, np.ndarray], path: str = "",
     out = {} if out is None else out
     if isinstance(value, dict):
         ref = value.get("__tensor__", value.get("__ndarray__"))
-        if ref is not None:
+        if ref is not None:  # the reference name; its array (inline or in an archive) is in ``arrays``
             out[path] = np.asarray(arrays[ref])
         elif "__float__" in value:
             out[path] = float(value["__float__"])

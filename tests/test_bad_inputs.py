@@ -534,7 +534,7 @@ def _(tmp: Path) -> None:
     x = torch.rand(6, 3)
     run_evaluation(_fn, x, state_dir=tmp, batch_size=2, config={"eps": 0.1}, seed=0, progress=False)
     before = _snapshot(tmp)
-    with pytest.raises(ConfigError, match="belongs to another evaluation(.|\n)*config.eps: 0.1 recorded, "
+    with pytest.raises(ConfigError, match="holds an evaluation with other settings(.|\n)*config.eps: 0.1 recorded, "
                        "0.2 now(.|\n)*another state_dir, or overwrite=True"):
         run_evaluation(_fn, x, state_dir=tmp, batch_size=2, config={"eps": 0.2}, seed=0, resume=True,
                        progress=False)
@@ -585,7 +585,7 @@ def _(tmp: Path) -> None:
     assert sorted(p.name for p in tmp.iterdir()) == ["batch_000000.npz", "batch_000001.npz", "manifest.json"]
     resumed = run_evaluation(_fn, x, state_dir=tmp, batch_size=2, resume=True, progress=False)
     assert torch.equal(resumed["s"], reference["s"])
-    assert isinstance(EvaluationResult.load(tmp / "result.json"), EvaluationResult)
+    assert isinstance(EvaluationResult.load(tmp / "result.npz"), EvaluationResult)
 
 
 @row("full-disk-result-save")
@@ -602,6 +602,96 @@ def _(tmp: Path) -> None:
     assert _snapshot(tmp) == before  # the earlier result is intact and no temporary file is left
     again = Result.load(path)
     assert torch.equal(again.adversarial, res.adversarial)  # type: ignore[attr-defined]
+
+
+@row("result-file-extension")
+def _(tmp: Path) -> None:
+    res = FGSM(eps=0.1)(cnn(), images(), seed=0)
+    with pytest.raises(ConfigError, match=r"a result file must end in \.json \(one strict JSON file, arrays inside\) "
+                       r"or \.npz \(a NumPy archive"):
+        res.save(tmp / "fgsm.txt")
+    assert list(tmp.iterdir()) == []
+    res.save(tmp / "fgsm.npz")  # an .npz path holds the whole result: nothing beside it
+    assert [p.name for p in tmp.iterdir()] == ["fgsm.npz"]
+
+
+@row("runner-damaged-batch")
+def _(tmp: Path) -> None:
+    x = torch.rand(6, 3)
+    reference = run_evaluation(_fn, x, state_dir=tmp, batch_size=2, progress=False)
+    (tmp / "batch_000001.npz").write_bytes((tmp / "batch_000001.npz").read_bytes()[:-30])  # truncated
+    with pytest.warns(RobustLensWarning, match="batch_000001.npz is damaged or does not match its batch .*; "
+                      "recomputing it"):
+        resumed = run_evaluation(_fn, x, state_dir=tmp, batch_size=2, resume=True, progress=False)
+    assert torch.equal(resumed["s"], reference["s"])
+
+
+@row("state-dir-in-use")
+def _(tmp: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys, time; from robustlens.state import OutputLock\n"
+            "with OutputLock(sys.argv[1], 'evaluation'):\n    print('held', flush=True); time.sleep(60)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        t0 = time.perf_counter()
+        with pytest.raises(ConfigError, match=f"is in use by another evaluation \\(pid {proc.pid} on .*\\); wait "
+                           "for it to finish or choose another output folder"):
+            run_evaluation(_fn, torch.rand(4, 3), state_dir=tmp, batch_size=2, progress=False)
+        assert time.perf_counter() - t0 < 5  # refused at once, not after waiting
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (tmp / "manifest.json").exists()
+
+
+@row("model-arch-larger-than-weights")
+def _(tmp: Path) -> None:
+    import json
+
+    from safetensors.torch import save_file
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 4), nn.ReLU(), nn.Linear(4, 10))
+    arch = {"name": "mlp", "num_classes": 10, "in_channels": 1, "input_size": 28, "hidden": [200000, 200000]}
+    save_file({f"net.{k}": v for k, v in net.state_dict().items()}, str(tmp / "m.safetensors"),
+              metadata={"robustlens.arch": json.dumps(arch)})
+    with pytest.raises(CorruptFileError, match="the architecture recorded in .* asks for a model larger than the "
+                       "weights in the file .*refusing to build it: pass the architecture yourself"):
+        load_model(tmp / "m.safetensors")
+
+
+@row("model-arch-malformed")
+def _(tmp: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp / "m.safetensors"), metadata={"robustlens.arch": '{"name": "mlp",'})
+    with pytest.raises(CorruptFileError, match="records an architecture that is not valid JSON .*pass the "
+                       "architecture yourself \\(model=..., --arch on the command line\\) or save the model again"):
+        load_model(tmp / "m.safetensors")
+
+
+@row("model-nonfinite-weights")
+def _(tmp: Path) -> None:
+    net = TinyCNN()
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] = float("nan")
+    save_model(net, tmp / "nan.safetensors")
+    with pytest.raises(CorruptFileError, match=r"holds non-finite weights: .* \(1 NaN, 0 inf of .*meaningless "
+                       "logits.*pass allow_nonfinite=True to load it anyway"):
+        load_model(tmp / "nan.safetensors", TinyCNN())
+
+
+@row("runner-nan-in-config")
+def _(tmp: Path) -> None:
+    x = torch.rand(4, 3)
+    config = {"eps": float("nan"), "grid": torch.tensor([float("nan"), float("inf")])}
+    first = run_evaluation(_fn, x, state_dir=tmp, batch_size=2, config=config, progress=False)
+    again = run_evaluation(_fn, x, state_dir=tmp, batch_size=2, config=dict(config), resume=True, progress=False)
+    assert torch.equal(first["s"], again["s"])  # NaN settings match themselves: the run resumes
 
 
 # ------------------------------------------------------------------------------------------ command line

@@ -319,3 +319,79 @@ def test_batch_loader_order_is_seeded(embedded):
     assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
     assert not all(torch.equal(u, v) for u, v in zip(a, c, strict=True))
     assert torch.equal(torch.cat(a).sort().values, train.y.sort().values)
+
+
+# ------------------------------------------------------------------------------------------ subsets
+def test_the_sorted_split_is_why_subsets_are_stratified(embedded):
+    _, test = embedded
+    assert test.y[:100].unique().tolist() == [0]  # stored sorted by class: the first 100 are all zeros
+    first = test.subset(100)
+    assert first.selection == {"method": "first", "n": 100, "seed": None, "of": "mnist-embedded/test",
+                               "of_size": 1000}
+
+
+def test_a_stratified_subset_of_a_sorted_split_covers_every_class(embedded):
+    _, test = embedded
+    sub = test.subset(100, seed=0, stratified=True)
+    assert sub.class_counts() == [10] * 10
+    where = {int(i): k for k, i in enumerate(test.indices)}
+    positions = [where[int(i)] for i in sub.indices]
+    assert positions == sorted(positions)  # the stored order is kept
+    assert sub.selection == {"method": "stratified", "n": 100, "seed": 0, "of": "mnist-embedded/test",
+                             "of_size": 1000}
+    for n in (10, 37, 500):  # any size: class shares within one sample of proportional
+        counts = test.subset(n, seed=3, stratified=True).class_counts()
+        assert sum(counts) == n and max(counts) - min(counts) <= 1
+    # the same seed picks the same samples whatever the stored order; another seed picks others
+    again = test.subset(100, seed=0, stratified=True)
+    assert torch.equal(again.indices, sub.indices) and torch.equal(again.x, sub.x)
+    perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(5))
+    shuffled = test.subset(perm).subset(100, seed=0, stratified=True)
+    assert torch.equal(shuffled.indices.sort().values, sub.indices.sort().values)
+    assert shuffled.selection is not None and shuffled.selection["after"]["method"] == "positions"
+    other = test.subset(100, seed=1, stratified=True)
+    assert other.class_counts() == [10] * 10 and not torch.equal(other.indices, sub.indices)
+
+
+def test_stratified_subsets_follow_the_class_shares_of_an_imbalanced_set():
+    from robustlens.data import ImageData
+
+    y = torch.tensor([0] * 70 + [1] * 20 + [2] * 9 + [3] * 1)
+    d = ImageData(torch.rand(100, 1, 2, 2), y, ["a", "b", "c", "d"])
+    assert d.subset(10, seed=0, stratified=True).class_counts() == [7, 2, 1, 0]
+    assert d.subset(50, seed=0, stratified=True).class_counts() == [35, 10, 5, 0]  # 4.5 and 0.5 tie: the lower
+    assert d.subset(100, seed=0, stratified=True).class_counts() == [70, 20, 9, 1]
+    with pytest.raises(ConfigError, match="subset size must be in 0..100"):
+        d.subset(101, stratified=True)
+
+
+def test_seeded_random_subsets_are_unchanged_and_recorded(embedded):
+    train, _ = embedded
+    sub = train.subset(64, seed=3)
+    from robustlens.seeding import generator
+
+    expected = torch.randperm(len(train), generator=generator(3, "subset", train.name))[:64]
+    assert torch.equal(sub.indices, train.indices[expected])  # what training runs were recorded with
+    assert sub.selection is not None and sub.selection["method"] == "random" and sub.selection["seed"] == 3
+
+
+def test_the_attack_command_limit_takes_a_stratified_subset(tmp_path):
+    """``--limit 100`` on the class-sorted mnist-embedded test split evaluates every digit, and says so."""
+    from typer.testing import CliRunner
+
+    from robustlens.attacks.base import AttackResult
+    from robustlens.cli import app
+    from robustlens.zoo import create_model, save_model
+
+    model = save_model(create_model("mlp", hidden=(16,)), tmp_path / "m.safetensors")
+    r = CliRunner().invoke(app, ["attack", "-a", "fgsm", "--eps", "0.1", "--model", str(model), "--limit", "100",
+                                 "--no-progress", "--device", "cpu", "--out", str(tmp_path / "a.json")])
+    assert r.exit_code == 0, r.output
+    res = AttackResult.load(tmp_path / "a.json")
+    assert torch.bincount(res.labels, minlength=10).tolist() == [10] * 10
+    assert res.settings["subset"] == {"method": "stratified", "n": 100, "seed": 0, "of": "mnist-embedded/test",
+                                      "of_size": 1000}
+    assert f"wrote {tmp_path / 'a.json'} " in r.output
+    r = CliRunner().invoke(app, ["attack", "-a", "fgsm", "--eps", "0.1", "--model", str(model), "--out",
+                                 str(tmp_path / "b.txt")])
+    assert r.exit_code == 2 and "must end in .json" in r.output and not (tmp_path / "b.state").exists()

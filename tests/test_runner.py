@@ -136,7 +136,7 @@ def test_resume_skips_finished_batches(tmp_path: Path):
     again = run_evaluation(fn, (x, y), state_dir=tmp_path / "a", batch_size=3, resume=True, progress=False)
     assert calls == [[3, 4, 5], [9]]
     _equal(full, again)
-    saved = EvaluationResult.load(tmp_path / "a" / "result.json")
+    saved = EvaluationResult.load(tmp_path / "a" / "result.npz")
     _equal(full, saved)
 
 
@@ -157,7 +157,7 @@ def test_resume_refuses_state_of_another_run(tmp_path: Path, change: dict, field
     fn, _ = _noise_fn(0)
     base = {"seed": 0, "batch_size": 3, "config": {"attack": "pgd", "eps": 0.1}, "model": model}
     run_evaluation(fn, (x, y), state_dir=tmp_path, progress=False, **base)
-    with pytest.raises(ConfigError, match=f"belongs to another evaluation(.|\n)*{field}"):
+    with pytest.raises(ConfigError, match=f"holds an evaluation with other settings(.|\n)*{field}"):
         run_evaluation(fn, (x, y), state_dir=tmp_path, progress=False, resume=True, **{**base, **change})
     # the original settings still resume (and recompute nothing)
     run_evaluation(fn, (x, y), state_dir=tmp_path, progress=False, resume=True, **base)
@@ -182,7 +182,7 @@ def test_full_disk_gives_clear_error_and_keeps_earlier_batches(tmp_path: Path, m
     writes = []
 
     def full_disk(path, data):
-        if len(writes) >= 3:  # the manifest and two batches fit, then the disk is full (as the real writer says it)
+        if len(writes) >= 2:  # two batches fit, then the disk is full (as the real writer says it)
             raise StorageError(f"could not write {path}", errno.ENOSPC) from OSError(
                 errno.ENOSPC, "No space left on device", str(path))
         writes.append(path)
@@ -248,12 +248,17 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path, worker
             if proc.poll() is not None:
                 pytest.fail(f"the worker exited early with code {proc.returncode}")
             time.sleep(0.02)
+        # while the worker runs, its state folder is refused to a second run (which touches nothing)
+        with pytest.raises(ConfigError, match=f"is in use by another evaluation \\(pid {proc.pid} on "):
+            run_evaluation(lib.make_fn(clf, steps, seed), (x, y), state_dir=state, batch_size=bs, seed=seed,
+                           model=clf, config={"steps": steps}, resume=True, progress=False)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     finished = len(list(state.glob("batch_*.npz")))
-    assert 3 <= finished < 24 and not (state / "result.json").exists()
+    assert 3 <= finished < 24 and not (state / "result.npz").exists()
+    # the kernel dropped the killed worker's lock: resuming needs no cleanup and gives the uninterrupted result
     resumed = run_evaluation(lib.make_fn(clf, steps, seed), (x, y), state_dir=state, batch_size=bs, seed=seed,
                              model=clf, config={"steps": steps}, resume=True, progress=False)
     _equal(reference, resumed)
@@ -284,6 +289,13 @@ def test_torchrun_two_gloo_ranks_equal_one_process(tmp_path: Path, worker_lib: P
                                  seed={seed}, progress=False)
         in_memory = run_evaluation(fn, (x, y), batch_size=4, seed={seed}, progress=False)
         rank = dist.get_rank()
+        try:  # rank 0 decides on the state folder; every rank gets its refusal (none waits at a barrier)
+            run_evaluation(fn, (x, y), state_dir={str(tmp_path / 'state')!r}, batch_size=4, seed={seed} + 1,
+                           resume=True, progress=False)
+            refused = ""
+        except Exception as e:
+            refused = type(e).__name__ + ": " + str(e)
+        open({str(tmp_path)!r} + f"/refused{{rank}}.txt", "w").write(refused)
         torch.save({{"disk": on_disk.outputs, "mem": in_memory.outputs, "idx": on_disk.indices}},
                    {str(tmp_path)!r} + f"/rank{{rank}}.pt")
         open({str(tmp_path)!r} + f"/calls{{rank}}.json", "w").write(json.dumps(calls))
@@ -299,8 +311,111 @@ def test_torchrun_two_gloo_ranks_equal_one_process(tmp_path: Path, worker_lib: P
     flat1 = {i for b in calls[1] for i in b}
     assert flat0.isdisjoint(flat1) and flat0 | flat1 == set(range(30))  # disjoint shards covering the data
     for r in (0, 1):
+        refused = (tmp_path / f"refused{r}.txt").read_text()
+        assert refused.startswith("ConfigError:") and "seed: 11 recorded, 12 now" in refused, refused
         got = torch.load(tmp_path / f"rank{r}.pt")
         assert torch.equal(got["idx"], single.indices)
         for key in ("disk", "mem"):
             for k, v in single.outputs.items():
                 assert torch.equal(got[key][k], v), (r, key, k)
+
+
+# ---------------------------------------------------------------------------------------------- damaged state
+def _flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x08]) + data[at + 1:]
+
+
+def _damage(kind: str, path: Path, other: Path) -> None:
+    import io as _io
+
+    import numpy as np
+
+    raw = path.read_bytes()
+    if kind == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "garbage":
+        path.write_bytes(b"\x00not a zip at all" * 10)
+    elif kind == "bit-flip-data":
+        path.write_bytes(_flip(raw, raw.index(b"\x93NUMPY", raw.index(b"s.npy")) + 130))
+    elif kind == "bit-flip-name":  # an output's name in the zip directory: the arrays read fine, the key is wrong
+        at = raw.rindex(b"s.npy")
+        path.write_bytes(raw[:at] + b"t" + raw[at + 1:])
+    elif kind == "other-batch":
+        shutil.copyfile(other, path)
+    elif kind in ("no-digest", "tampered"):
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        if kind == "no-digest":  # a batch file from an earlier version, or written by hand
+            del arrays["__digest__"]
+        else:  # a valid archive whose values no longer match the digest written with them
+            arrays["s"] = arrays["s"] + 1
+        buf = _io.BytesIO()
+        np.savez(buf, **arrays)
+        path.write_bytes(buf.getvalue())
+    else:
+        raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "garbage", "bit-flip-data", "bit-flip-name", "other-batch",
+                                  "no-digest", "tampered"])
+def test_a_damaged_batch_file_is_recomputed_with_a_warning(tmp_path: Path, kind: str) -> None:
+    from robustlens.errors import RobustLensWarning
+
+    x, y = torch.rand(10, 3), torch.arange(10) % 3
+    fn, calls = _noise_fn(0)
+    full = run_evaluation(fn, (x, y), state_dir=tmp_path, batch_size=3, progress=False)
+    _damage(kind, tmp_path / "batch_000001.npz", tmp_path / "batch_000002.npz")
+    calls.clear()
+    with pytest.warns(RobustLensWarning, match="batch_000001.npz is damaged or does not match its batch"):
+        again = run_evaluation(fn, (x, y), state_dir=tmp_path, batch_size=3, resume=True, progress=False)
+    assert calls == [[3, 4, 5]]  # only the damaged batch is recomputed
+    _equal(full, again)
+
+
+def test_a_damaged_manifest_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    x = torch.rand(4, 2)
+    fn = lambda bx, by, bi: {"v": bx.sum(1)}  # noqa: E731
+    run_evaluation(fn, x, state_dir=tmp_path, batch_size=2, progress=False)
+    (tmp_path / "manifest.json").write_text('{"fingerprint": ')
+    with pytest.raises(ConfigError, match="manifest.json is unreadable or not a robustlens manifest.*overwrite=True"):
+        run_evaluation(fn, x, state_dir=tmp_path, batch_size=2, resume=True, progress=False)
+    assert torch.equal(run_evaluation(fn, x, state_dir=tmp_path, batch_size=2, overwrite=True, progress=False)["v"],
+                       x.sum(1))
+
+
+def test_nan_in_the_config_resumes_and_a_changed_nan_is_refused(tmp_path: Path) -> None:
+    nan, inf = float("nan"), float("inf")
+    x, y = torch.rand(6, 3), torch.arange(6) % 3
+    fn, calls = _noise_fn(0)
+    config = {"eps": nan, "grid": torch.tensor([nan, 1.0, inf]), "nested": {"a": [nan, {"b": -inf}], "t": (nan,)}}
+    first = run_evaluation(fn, (x, y), state_dir=tmp_path, batch_size=3, config=config, progress=False)
+    calls.clear()
+    again = run_evaluation(fn, (x, y), state_dir=tmp_path, batch_size=3, resume=True, progress=False,
+                           config={"eps": float("nan"), "grid": torch.tensor([nan, 1.0, inf]),
+                                   "nested": {"t": [nan], "a": [nan, {"b": -inf}]}})
+    assert calls == [] and first.fingerprint == again.fingerprint  # NaN matched NaN: nothing was recomputed
+    _equal(first, again)
+    assert json.loads((tmp_path / "manifest.json").read_text())["fingerprint"]["config"]["grid"] == ["nan", 1.0,
+                                                                                                     "inf"]
+    changed = {**config, "nested": {"a": [nan, {"b": 0.5}], "t": (nan,)}}
+    with pytest.raises(ConfigError, match='holds an evaluation with other settings(.|\n)*config.nested.a: \\["nan", '
+                       '\\{"b": "-inf"\\}\\] recorded'):
+        run_evaluation(fn, (x, y), state_dir=tmp_path, batch_size=3, resume=True, config=changed, progress=False)
+
+
+def test_a_state_dir_in_use_in_this_process_is_refused(tmp_path: Path) -> None:
+    x = torch.rand(4, 2)
+    inner_error = []
+
+    def fn(bx, by, bi):
+        try:
+            run_evaluation(lambda a, b, c: {"v": a.sum(1)}, x, state_dir=tmp_path, resume=True, progress=False)
+        except ConfigError as e:
+            inner_error.append(str(e))
+        return {"v": bx.sum(1)}
+
+    run_evaluation(fn, x, state_dir=tmp_path, batch_size=2, progress=False)
+    assert inner_error and all("already in use by an evaluation in this process" in e for e in inner_error)
+    assert not (tmp_path / ".robustlens.lock").exists()  # released and removed at the end

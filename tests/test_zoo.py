@@ -162,7 +162,8 @@ def test_user_model_file(tmp_path):
 def test_adapters_name_the_missing_package(monkeypatch, source, package):
     for mod in (package, "torchvision.models", "robustbench.utils"):
         monkeypatch.setitem(sys.modules, mod, None)  # importing it raises ImportError, installed or not
-    with pytest.raises(MissingDependencyError, match=f"needs the '{package}' package.*pip install {package}"):
+    with pytest.raises(MissingDependencyError, match=f"needs the '{package}' package; install it with: .*pip "
+                       f"install .*{package}"):
         load_model(source)
 
 
@@ -193,3 +194,207 @@ def test_smallcnn_softplus_twin_is_smooth_and_round_trips(tmp_path):
     assert torch.equal(load_model(path)(z), model(z))
     with pytest.raises(ValueError, match="activation"):
         create_model("smallcnn", activation="tanh")
+
+
+# ---------------------------------------------------------------------------------------------- untrusted files
+def _mlp_file(path: Path, arch: object, *, hidden: tuple[int, ...] = (8,), fmt: str = "safetensors") -> Path:
+    """A model file holding a small MLP's weights and whatever architecture record it is given."""
+    import json as _json
+
+    from safetensors.torch import save_file
+
+    net = create_model("mlp", in_channels=1, input_size=4, hidden=hidden)
+    sd = {k: v.contiguous() for k, v in net.state_dict().items()}
+    if fmt == "safetensors":
+        meta = {"format": "robustlens"}
+        if arch is not None:
+            meta["robustlens.arch"] = arch if isinstance(arch, str) else _json.dumps(arch)
+        save_file(sd, str(path), metadata=meta)
+    else:
+        torch.save({"model": sd, "arch": arch, "metadata": {}}, path)
+    return path
+
+
+GOOD_ARCH = {"name": "mlp", "num_classes": 10, "in_channels": 1, "input_size": 4, "hidden": [8]}
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pt"])
+def test_a_recorded_architecture_larger_than_the_weights_is_refused_before_it_is_built(tmp_path, fmt, monkeypatch):
+    import time
+
+    import robustlens.zoo.io as zio
+    from robustlens.errors import CorruptFileError
+
+    monkeypatch.setattr(zio, "_load_safetensors", lambda *a: pytest.fail("tensors read before the check"))
+    huge = {**GOOD_ARCH, "hidden": [200000, 200000]}  # 40 billion parameters: 160 GB if it were allocated
+    path = _mlp_file(tmp_path / f"huge.{fmt}", huge, fmt=fmt)
+    t0 = time.perf_counter()
+    with pytest.raises(CorruptFileError, match="asks for a model larger than the weights in the file.*refusing"):
+        load_model(path)
+    assert time.perf_counter() - t0 < 5
+    # the right size but other shapes (hidden 16 recorded, 8 stored): refused before any tensor is read
+    path = _mlp_file(tmp_path / f"wide.{fmt}", {**GOOD_ARCH, "hidden": [16]}, fmt=fmt)
+    with pytest.raises(CorruptFileError, match=r"do not fit the architecture recorded.*net.1.weight: \[8, 16\] in "
+                       r"the file, \[16, 16\] in the model"):
+        load_model(path)
+    # a smaller recorded model with all parameters present is the file's own: its count is checked too
+    fewer = _mlp_file(tmp_path / f"fewer.{fmt}", {**GOOD_ARCH, "hidden": [8, 8]}, fmt=fmt)
+    with pytest.raises(CorruptFileError):
+        load_model(fewer)
+
+
+@pytest.mark.parametrize("arch, detail", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "malformed architecture"),
+    ('"mlp"', "malformed architecture"),
+    ({"hidden": [8]}, "malformed architecture"),
+    ({"name": 7}, "malformed architecture"),
+    ({"name": "no-such-model"}, "cannot be built.*unknown model"),
+    ({**GOOD_ARCH, "hidden": "abc"}, "cannot be built"),
+    ({**GOOD_ARCH, "hidden": [-5]}, "cannot be built"),
+    ({**GOOD_ARCH, "hidden": [8.5]}, "cannot be built"),
+    ({**GOOD_ARCH, "num_classes": "ten"}, "cannot be built"),
+    ({**GOOD_ARCH, "colour": "blue"}, "cannot be built"),
+    ({**GOOD_ARCH, "hidden": None}, "cannot be built"),
+])
+def test_malformed_architecture_metadata_is_a_corrupt_file_error(tmp_path, arch, detail):
+    from robustlens.errors import CorruptFileError
+
+    path = _mlp_file(tmp_path / "m.safetensors", arch)
+    with pytest.raises(CorruptFileError, match=detail) as e:
+        load_model(path)
+    assert "pass the architecture yourself" in str(e.value) or "save the model again" in str(e.value)
+    # the weights are fine: naming the architecture loads them
+    net = load_model(path, lambda: create_model("mlp", in_channels=1, input_size=4, hidden=(8,)))
+    assert isinstance(net, nn.Module)
+    if not isinstance(arch, str):  # a .pt checkpoint recording the same dict is refused the same way
+        with pytest.raises(CorruptFileError, match=detail):
+            load_model(_mlp_file(tmp_path / "m.pt", arch, fmt="pt"))
+
+
+def test_files_with_non_finite_weights_are_refused_unless_allowed(tmp_path):
+    from robustlens.errors import CorruptFileError
+
+    net = create_model("mlp", in_channels=1, input_size=4, hidden=(8,))
+    with torch.no_grad():
+        net.net[1].weight[0, 3] = float("nan")
+        net.net[3].bias[1] = float("inf")
+    for suffix in (".safetensors", ".pt"):
+        path = save_model(net, tmp_path / f"nan{suffix}")
+        with pytest.raises(CorruptFileError, match=r"non-finite weights: net.1.weight \(1 NaN, 0 inf of 128\), "
+                           r"net.3.bias \(0 NaN, 1 inf of 10\).*allow_nonfinite=True"):
+            load_model(path)
+        loaded = load_model(path, allow_nonfinite=True)
+        assert bool(torch.isnan(loaded.net[1].weight).any())
+    torch.save(net, tmp_path / "pickled.pt")
+    with pytest.raises(CorruptFileError, match="non-finite weights"):
+        load_model(tmp_path / "pickled.pt", unsafe=True)
+
+
+def test_other_tools_arch_strings_in_checkpoints_are_ignored(tmp_path):
+    net = create_model("mlp", in_channels=1, input_size=4, hidden=(8,))
+    torch.save({"arch": "resnet50", "epoch": 3, "state_dict": net.state_dict()}, tmp_path / "ckpt.pt")
+    loaded = load_model(tmp_path / "ckpt.pt", lambda: create_model("mlp", in_channels=1, input_size=4, hidden=(8,)))
+    x = torch.rand(2, 1, 4, 4)
+    assert torch.equal(loaded(x), net.eval()(x))
+
+
+# ---------------------------------------------------------------------------------------------- pretrained adapters
+class _Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(12, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+def _stub_timm(calls: list) -> object:
+    import types
+
+    timm = types.ModuleType("timm")
+
+    def create_model(name, pretrained=False, **kw):
+        calls.append((name, pretrained, kw))
+        m = _Tiny()
+        m.pretrained_cfg = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "input_size": (3, 2, 2)}
+        return m
+
+    timm.create_model = create_model
+    return timm
+
+
+def _stub_torchvision(calls: list) -> tuple[object, object]:
+    import enum
+    import types
+
+    class Preset:
+        mean = [0.5, 0.4, 0.3]
+        std = [0.2, 0.2, 0.25]
+
+    class TinyWeights(enum.Enum):
+        IMAGENET1K_V1 = "v1"
+        DEFAULT = "v1"
+
+        def transforms(self):
+            return Preset()
+
+    tv = types.ModuleType("torchvision")
+    models = types.ModuleType("torchvision.models")
+
+    def get_model(name, weights=None, **kw):
+        calls.append((name, weights, kw))
+        return _Tiny()
+
+    models.get_model = get_model
+    models.get_model_weights = lambda name: TinyWeights
+    tv.models = models
+    return tv, models
+
+
+def test_timm_and_torchvision_adapters_load_pretrained_weights_with_their_normalisation(monkeypatch):
+    from robustlens.zoo.adapters import normalization, pretrained_classifier
+
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "timm", _stub_timm(calls))
+    tv, models = _stub_torchvision(calls)
+    monkeypatch.setitem(sys.modules, "torchvision", tv)
+    monkeypatch.setitem(sys.modules, "torchvision.models", models)
+
+    net = load_model("timm:resnet50")
+    assert calls[-1] == ("resnet50", True, {}) and not net.training
+    assert normalization(net, (0.1,), (0.9,)) == {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+    clf = pretrained_classifier("timm:resnet50")
+    x = torch.rand(2, 3, 2, 2)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    assert torch.allclose(clf.forward(x), clf.model((x - mean.view(3, 1, 1)) / std.view(3, 1, 1)), atol=1e-6)
+
+    net = load_model("torchvision:tiny")
+    name, weights, _ = calls[-1]
+    assert name == "tiny" and weights is not None and weights.name == "IMAGENET1K_V1"  # DEFAULT, not random
+    assert normalization(net) == {"mean": (0.5, 0.4, 0.3), "std": (0.2, 0.2, 0.25)}
+    # a model without a recorded normalisation keeps the data set's, and an explicit weights=None records none
+    assert normalization(_Tiny(), (0.1,), (0.9,)) == {"mean": (0.1,), "std": (0.9,)}
+    from robustlens.zoo.adapters import from_torchvision
+
+    assert normalization(from_torchvision("tiny", weights=None), (0.1,), (0.9,)) == {"mean": None, "std": None}
+    with pytest.raises(ConfigError, match="has no weights 'IMAGENET9'"):
+        from_torchvision("tiny", weights="IMAGENET9")
+
+
+def test_install_hints_keep_the_installed_torch(monkeypatch):
+    import re
+
+    from robustlens.zoo.adapters import install_hint, torch_wheel_index
+
+    for mod in ("timm", "torchvision", "torchvision.models", "robustbench", "robustbench.utils"):
+        monkeypatch.setitem(sys.modules, mod, None)
+    index = torch_wheel_index()
+    assert index == ("https://download.pytorch.org/whl/cpu" if torch.version.cuda is None else index)
+    for source in ("timm:resnet50", "torchvision:resnet18", "robustbench:Standard"):
+        with pytest.raises(MissingDependencyError) as e:
+            load_model(source)
+        text = str(e.value)
+        assert f"pip install torchvision --index-url {index}" in text and torch.__version__ in text
+        assert not re.search(r"pip install torchvision(?! --index-url)", text)  # never a plain PyPI install
+    assert install_hint("timm").endswith("then: pip install timm")

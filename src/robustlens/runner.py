@@ -4,10 +4,15 @@ Long robustness evaluations (an attack on 10,000 test images, randomized-smoothi
 noise draws per image) run for hours. :func:`run_evaluation` makes them safe to interrupt:
 
 - the data are processed in batches (with a tqdm bar); after each batch its per-sample results are written
-  atomically (temporary file + rename, :func:`robustlens.results.atomic_write_bytes`) to ``state_dir``;
+  atomically (temporary file + rename, :func:`robustlens.files.atomic_write_bytes`) to ``state_dir``, with a digest
+  of their content, so a truncated, bit-flipped or foreign batch file is recognised on resume and recomputed with a
+  warning;
 - ``resume=True`` skips the finished batches after checking that the run's *fingerprint* (model weights hash,
   the caller's configuration such as attack settings, the data and index hashes, the seed, the batch size) matches
-  the one recorded in the state directory, and refuses with a :class:`~robustlens.errors.ConfigError` otherwise;
+  the one recorded in the state directory (:func:`robustlens.state.check_manifest`: NaN settings match themselves),
+  and refuses with a :class:`~robustlens.errors.ConfigError` otherwise;
+- a state directory in use by another live run (another process, or this one) is refused
+  (:class:`robustlens.state.OutputLock`), so two runs never interleave their batches;
 - under ``torch.distributed`` (e.g. launched by ``torchrun``) each rank takes a disjoint set of batches
   (batch ``b`` goes to rank ``b % world_size``) and rank 0 merges them in dataset order;
 - the function receives each sample's *dataset index*, so per-sample random streams
@@ -22,12 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import io
-import json
 import os
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,17 +42,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from .classifier import Classifier
 from .errors import ConfigError, InputError, RobustLensWarning, StorageError
-from .results import Result, atomic_write_bytes
+from .files import atomic_write_bytes
+from .results import Result
+from .state import MANIFEST, OutputLock, check_manifest, model_hash, tensor_hash
 from .state import canonical as _canonical
-from .state import diff as _diff
-from .state import model_hash, tensor_hash
 
-STATE_VERSION = 1
-MANIFEST = "manifest.json"
+STATE_VERSION = 2  # 2: batch files carry a digest of their content
+RESULT_FILE = "result.npz"  # one archive: large per-sample arrays stream into it
 _BATCH_RE = re.compile(r"^batch_(\d{6})\.npz$")
 _INDEX_KEY = "__indices__"
+_DIGEST_KEY = "__digest__"
 
 BatchFn = Callable[[Tensor, "Tensor | None", Tensor], "Mapping[str, Tensor] | Result"]
 
@@ -90,22 +98,6 @@ def _as_tensors(data: Any) -> tuple[Tensor, Tensor | None]:
             "pass one label per input"
         )
     return x, y
-
-
-# ---------------------------------------------------------------------------------------------- distributed
-def _dist_info() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -158,21 +150,54 @@ def _per_sample(out: Mapping[str, Tensor] | Result, n: int) -> dict[str, Tensor]
     return clean
 
 
+def _digest(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """A digest of a batch's arrays (names, dtypes, shapes and bytes), stored in the batch file beside them."""
+    h = hashlib.blake2b(digest_size=16)
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return np.frombuffer(h.digest(), dtype=np.uint8).copy()
+
+
 def _encode_batch(outputs: dict[str, Tensor], indices: Tensor) -> bytes:
     arrays: dict[str, np.ndarray] = {_INDEX_KEY: indices.numpy()}
     for k, v in outputs.items():
         if v.dtype == torch.bfloat16:
             v = v.float()
         arrays[k] = v.numpy()
+    arrays[_DIGEST_KEY] = _digest(arrays)
     buf = io.BytesIO()
     np.savez(buf, **arrays)  # type: ignore[arg-type]
     return buf.getvalue()
 
 
 def _read_batch(path: Path) -> tuple[dict[str, Tensor], Tensor]:
+    """A batch file's outputs and indices; ``ValueError`` when it is damaged (its content does not match the digest
+    written with it) or not a batch file."""
     with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
-    return {k: v for k, v in arrays.items() if k != _INDEX_KEY}, arrays[_INDEX_KEY]
+        arrays = {k: np.array(npz[k]) for k in npz.files}
+    stored = arrays.pop(_DIGEST_KEY, None)
+    if stored is None or _INDEX_KEY not in arrays or not np.array_equal(stored, _digest(arrays)):
+        raise ValueError(f"{path.name} does not match the digest written with it")
+    tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    return {k: v for k, v in tensors.items() if k != _INDEX_KEY}, tensors[_INDEX_KEY]
+
+
+def _load_finished(path: Path, expect: Tensor) -> bool:
+    """Whether ``path`` holds a whole, undamaged batch of the indices ``expect``; warns before a recomputation."""
+    if not path.exists():
+        return False
+    try:
+        _, got = _read_batch(path)
+        if torch.equal(got, expect):
+            return True
+        why = "it holds other samples"
+    except Exception as e:  # noqa: BLE001 - a damaged file can fail in any layer (zip, zlib, npy header, digest)
+        why = f"{type(e).__name__}: {str(e)[:120]}"
+    warnings.warn(f"{path} is damaged or does not match its batch ({why}); recomputing it", RobustLensWarning,
+                  stacklevel=3)
+    return False
 
 
 def _write(path: Path, data: bytes, done: int, state_dir: Path) -> None:
@@ -187,49 +212,50 @@ def _write(path: Path, data: bytes, done: int, state_dir: Path) -> None:
         ) from e
 
 
-def _prepare_state(state_dir: Path, fingerprint: dict[str, Any], resume: bool, overwrite: bool, rank: int) -> None:
+def _prepare_state(state_dir: Path, fingerprint: dict[str, Any], resume: bool, overwrite: bool) -> None:
+    """Rank 0's checks of a state directory (see :func:`run_evaluation`); raises what the run must stop with."""
+    existing = sorted(p for p in state_dir.glob("*") if _BATCH_RE.match(p.name)) if state_dir.is_dir() else []
     manifest = state_dir / MANIFEST
-    if rank == 0:
-        if state_dir.exists() and not state_dir.is_dir():
-            raise ConfigError(f"state_dir {state_dir} exists and is not a folder; choose a folder path")
-        existing = sorted(p for p in state_dir.glob("*") if _BATCH_RE.match(p.name)) if state_dir.is_dir() else []
-        has_manifest = manifest.exists()
-        if overwrite:
-            for p in existing:
-                p.unlink()
-            for p in (manifest, state_dir / "result.json", state_dir / "result.npz"):
-                if p.exists():
-                    p.unlink()
-            has_manifest, existing = False, []
-        if has_manifest and not resume:
-            raise ConfigError(
-                f"the state directory {state_dir} already holds an evaluation; pass resume=True to continue it, "
-                "overwrite=True to discard it, or choose another state_dir"
-            )
-        if existing and not has_manifest:
-            raise ConfigError(
-                f"the state directory {state_dir} holds batch files but no {MANIFEST}; it was not written by "
-                "run_evaluation or was damaged: choose an empty state_dir or pass overwrite=True"
-            )
-        if not has_manifest:
-            payload = {"state_version": STATE_VERSION, "fingerprint": fingerprint}
-            _write(manifest, json.dumps(payload, indent=2, sort_keys=True).encode(), 0, state_dir)
-    _barrier()
-    try:
-        payload = json.loads(manifest.read_text())
-        old = payload["fingerprint"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    if overwrite:
+        for p in (*existing, manifest, state_dir / RESULT_FILE, state_dir / "result.json"):
+            p.unlink(missing_ok=True)
+        existing = []
+    if existing and not manifest.exists():
         raise ConfigError(
-            f"{manifest} is unreadable or not a robustlens evaluation manifest ({e}); "
-            "choose an empty state_dir or pass overwrite=True"
-        ) from e
-    if old != fingerprint:
-        diffs = _diff(old, fingerprint)
-        raise ConfigError(
-            f"the state directory {state_dir} belongs to another evaluation and cannot be resumed with these "
-            "settings:\n  " + "\n  ".join(diffs or ["(fingerprint differs)"])
-            + "\nUse the original settings, another state_dir, or overwrite=True to start afresh"
+            f"the state directory {state_dir} holds batch files but no {MANIFEST}; it was not written by "
+            "run_evaluation or was damaged: choose an empty state_dir or pass overwrite=True"
         )
+    try:
+        check_manifest(state_dir, fingerprint, resume=resume, what="evaluation",
+                       again="pass resume=True to continue it, overwrite=True to discard it, or choose another "
+                       "state_dir",
+                       fix="use the original settings, another state_dir, or overwrite=True to start afresh",
+                       afresh="pass overwrite=True", extra={"state_version": STATE_VERSION})
+    except StorageError as e:
+        raise StorageError(f"could not write the manifest of {state_dir} ({e.reason}); choose a writable "
+                           "state_dir", e.errno, e.reason) from e
+
+
+def _open_state(stack: ExitStack, state_dir: Path, fingerprint: dict[str, Any], resume: bool, overwrite: bool
+                ) -> None:
+    """Lock and check the state directory on rank 0; every rank raises the same error if it is refused."""
+    error: BaseException | None = None
+    if distributed.rank() == 0:
+        try:
+            if state_dir.exists() and not state_dir.is_dir():
+                raise ConfigError(f"state_dir {state_dir} exists and is not a folder; choose a folder path")
+            try:
+                state_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StorageError(f"cannot create the state directory {state_dir}: {e}; choose a writable "
+                                   "folder") from e
+            stack.enter_context(OutputLock(state_dir, "evaluation"))
+            _prepare_state(state_dir, fingerprint, resume, overwrite)
+        except (ConfigError, StorageError) as e:
+            error = e
+    error = distributed.broadcast_object(error)
+    if error is not None:
+        raise error
 
 
 # ---------------------------------------------------------------------------------------------- runner
@@ -257,7 +283,8 @@ def run_evaluation(
             :class:`~robustlens.seeding.SampleRNG` so that random draws do not depend on batching.
         data: ``(x, y)`` tensors, ``x`` alone, a dict or object with ``x``/``y``, or a map-style dataset.
         state_dir: folder for the per-batch checkpoints (``batch_NNNNNN.npz``), the ``manifest.json`` fingerprint
-            and the merged ``result.json``. ``None`` keeps everything in memory (no resume).
+            and the merged ``result.npz`` (:meth:`EvaluationResult.load` reads it). ``None`` keeps everything in
+            memory (no resume).
         batch_size: samples per batch (part of the fingerprint: batch files are only reusable with it).
         config: the settings that determine the results (attack name and parameters...), recorded and checked.
         seed: the evaluation's seed, recorded and checked (``fn`` should use it with the batch indices).
@@ -275,8 +302,6 @@ def run_evaluation(
         ConfigError: a state directory from another evaluation, or an existing one without ``resume``.
         StorageError: writing a batch failed (e.g. a full disk); earlier batches stay intact.
     """
-    from tqdm.auto import tqdm
-
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     x, y = _as_tensors(data)
@@ -292,53 +317,48 @@ def run_evaluation(
         if torch.unique(idx).numel() != idx.numel():
             raise InputError("indices contain duplicates; each sample can be evaluated once per run")
     n = idx.numel()
-    num_batches = (n + batch_size - 1) // batch_size
-    config_c = _canonical(dict(config or {}))
-    fingerprint: dict[str, Any] = {
-        "config": config_c,
+    fingerprint: dict[str, Any] = _canonical({
+        "config": dict(config or {}),
         "seed": int(seed),
         "batch_size": int(batch_size),
         "num_samples": int(n),
         "indices_hash": tensor_hash(idx),
         "data_hash": tensor_hash(x[idx], None if y is None else y[idx]),
         "model_hash": None if model is None else model_hash(model),
-    }
-    rank, world = _dist_info()
+    })
     sdir = Path(state_dir) if state_dir is not None else None
-    if sdir is not None:
-        if rank == 0:
-            try:
-                sdir.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise StorageError(f"cannot create the state directory {sdir}: {e}; choose a writable folder") from e
-        _prepare_state(sdir, fingerprint, resume, overwrite, rank)
+    with ExitStack() as held:
+        if sdir is not None:
+            _open_state(held, sdir, fingerprint, resume, overwrite)
+        return _run(fn, x, y, idx, batch_size, sdir, config, fingerprint, progress and distributed.rank() == 0, desc)
 
+
+def _run(fn: BatchFn, x: Tensor, y: Tensor | None, idx: Tensor, batch_size: int, sdir: Path | None,
+         config: Mapping[str, Any] | None, fingerprint: dict[str, Any], progress: bool, desc: str
+         ) -> EvaluationResult:
+    from tqdm.auto import tqdm
+
+    rank, world = distributed.rank(), distributed.world_size()
+    num_batches = (idx.numel() + batch_size - 1) // batch_size
     mine = [b for b in range(num_batches) if b % world == rank]
+
+    def batch(b: int) -> Tensor:
+        return idx[b * batch_size:(b + 1) * batch_size]
+
+    def batch_path(b: int) -> Path:
+        assert sdir is not None
+        return sdir / f"batch_{b:06d}.npz"
+
+    todo = [b for b in mine if sdir is None or not _load_finished(batch_path(b), batch(b))]
     done_here: dict[int, tuple[dict[str, Tensor], Tensor]] = {}
-    todo = []
-    for b in mine:
-        path = None if sdir is None else sdir / f"batch_{b:06d}.npz"
-        if path is not None and path.exists():
-            expect = idx[b * batch_size:(b + 1) * batch_size]
-            try:
-                outs, got = _read_batch(path)
-                if torch.equal(got, expect):
-                    continue
-            except (OSError, ValueError, KeyError):
-                pass
-            warnings.warn(f"{path} is damaged or does not match its batch; recomputing it",
-                          RobustLensWarning, stacklevel=2)
-        todo.append(b)
     finished = len(mine) - len(todo)
-    bar = tqdm(total=len(mine), initial=finished, desc=desc, unit="batch", disable=not progress or rank != 0)
+    bar = tqdm(total=len(mine), initial=finished, desc=desc, unit="batch", disable=not progress)
     try:
         for b in todo:
-            bi = idx[b * batch_size:(b + 1) * batch_size]
-            bx = x[bi]
-            by = None if y is None else y[bi]
-            outs = _per_sample(fn(bx, by, bi.clone()), bi.numel())
+            bi = batch(b)
+            outs = _per_sample(fn(x[bi], None if y is None else y[bi], bi.clone()), bi.numel())
             if sdir is not None:
-                _write(sdir / f"batch_{b:06d}.npz", _encode_batch(outs, bi), finished, sdir)
+                _write(batch_path(b), _encode_batch(outs, bi), finished, sdir)
             else:
                 done_here[b] = (outs, bi)
             finished += 1
@@ -347,34 +367,24 @@ def run_evaluation(
         bar.close()
 
     # ---- merge (rank 0), then share the merged result
-    result: EvaluationResult | None = None
-    if sdir is not None:
-        _barrier()
-        if rank == 0:
-            parts = [_read_batch(sdir / f"batch_{b:06d}.npz") for b in range(num_batches)]
-            result = _merge(parts, dict(config or {}), fingerprint)
-            try:
-                result.save(sdir / "result.json")
-            except StorageError as e:
-                raise StorageError(
-                    f"could not write the merged result to {sdir} ({e.reason}); the batch "
-                    "files are intact: free space and rerun with resume=True", e.errno, e.reason
-                ) from e
-        _barrier()
-        if result is None:
-            result = EvaluationResult.load(sdir / "result.json")
-        return result
-    parts_local = [done_here[b] for b in mine]
-    if world > 1:
-        import torch.distributed as dist
-
-        gathered: list[Any] = [None] * world
-        dist.all_gather_object(gathered, {b: done_here[b] for b in mine})
+    if sdir is None:
         merged: dict[int, tuple[dict[str, Tensor], Tensor]] = {}
-        for g in gathered:
-            merged.update(g)
-        parts_local = [merged[b] for b in range(num_batches)]
-    return _merge(parts_local, dict(config or {}), fingerprint)
+        for part in distributed.all_gather_object(done_here):
+            merged.update(part)
+        return _merge([merged[b] for b in range(num_batches)], dict(config or {}), fingerprint)
+    distributed.barrier()
+    result: EvaluationResult | None = None
+    if rank == 0:
+        result = _merge([_read_batch(batch_path(b)) for b in range(num_batches)], dict(config or {}), fingerprint)
+        try:
+            result.save(sdir / RESULT_FILE)
+        except StorageError as e:
+            raise StorageError(
+                f"could not write the merged result to {sdir} ({e.reason}); the batch "
+                "files are intact: free space and rerun with resume=True", e.errno, e.reason
+            ) from e
+    distributed.barrier()
+    return result if result is not None else EvaluationResult.load(sdir / RESULT_FILE)
 
 
 def _merge(

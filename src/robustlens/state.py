@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from .classifier import Classifier
 from .errors import ConfigError
-from .results import atomic_write_bytes
+from .files import atomic_write_bytes, dumps_strict
 
 MANIFEST = "manifest.json"
 LOCK_FILE = ".robustlens.lock"
@@ -120,8 +120,9 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> li
     return out
 
 
-def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The fingerprint stored in a ``manifest.json``; a :class:`ConfigError` saying what to do if it is unreadable."""
+def read_manifest(path: str | os.PathLike[str], fix: str = "choose an empty folder or start afresh (overwrite)"
+                  ) -> dict[str, Any]:
+    """The fingerprint stored in a ``manifest.json``; a :class:`ConfigError` ending in ``fix`` if it is unreadable."""
     path = Path(path)
     try:
         payload = json.loads(path.read_text())
@@ -129,33 +130,42 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         if not isinstance(fp, dict):
             raise TypeError("fingerprint is not an object")
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{path} is unreadable or not a robustlens manifest ({e}); choose an empty folder or "
-                          "start afresh (overwrite)") from e
+        raise ConfigError(f"{path} is unreadable or not a robustlens manifest ({e}); {fix}") from e
     return fp
 
 
+def _article(what: str) -> str:
+    return f"{'an' if what[:1].lower() in 'aeiou' else 'a'} {what}"
+
+
 def check_manifest(folder: str | os.PathLike[str], fingerprint: Mapping[str, Any], *, resume: bool,
-                   what: str = "run", fix: str = "use the original settings, another folder, or start afresh") -> bool:
+                   what: str = "run", fix: str = "use the original settings, another folder, or start afresh",
+                   again: str = "resume it, start afresh (overwrite), or choose another folder",
+                   afresh: str = "start afresh (overwrite)", extra: Mapping[str, Any] | None = None) -> bool:
     """Record ``fingerprint`` in ``folder/manifest.json``, or check it against the one recorded there.
 
     Returns ``True`` when a matching manifest already existed (the caller may resume from the folder's state) and
     ``False`` when it was written now. A folder that holds another ``what`` (a different fingerprint) is refused on
-    resume with the list of differing settings, and refused without resume (so nothing is silently overwritten).
+    resume with the list of differing settings and ``fix``; any existing manifest is refused without ``resume``
+    (so nothing is silently overwritten), with ``again`` saying what to do; an unreadable manifest is refused with
+    ``afresh`` (how to discard the folder's state). ``extra`` entries (a format version)
+    are written beside the fingerprint and not compared. Comparison is on :func:`canonical` forms, so NaN settings
+    match themselves.
     """
     folder = Path(folder)
     path = folder / MANIFEST
     fp = canonical(dict(fingerprint))
     if path.exists():
-        old = read_manifest(path)
+        old = read_manifest(path, f"choose an empty folder or {afresh}")
         if not resume:
-            raise ConfigError(f"{folder} already holds a {what}; resume it, start afresh (overwrite), or choose "
-                              "another folder")
+            raise ConfigError(f"{folder} already holds {_article(what)}; {again}")
         if old != fp:
             lines = diff(old, fp) or ["(fingerprint differs)"]
-            raise ConfigError(f"{folder} holds a {what} with other settings and cannot be resumed with these:\n  "
-                              + "\n  ".join(lines) + f"\nTo continue, {fix}")
+            raise ConfigError(f"{folder} holds {_article(what)} with other settings and cannot be resumed with "
+                              "these:\n  " + "\n  ".join(lines) + f"\nTo continue, {fix}")
         return True
-    atomic_write_bytes(path, json.dumps({"fingerprint": fp}, indent=2, sort_keys=True).encode())
+    payload = {**canonical(dict(extra or {})), "fingerprint": fp}
+    atomic_write_bytes(path, dumps_strict(payload, indent=2, sort_keys=True).encode())
     return False
 
 
@@ -173,8 +183,9 @@ class OutputLock:
 
     A second run on the same folder (another process, or the same process twice) is refused with a
     :class:`ConfigError` naming the holder. The lock is an ``fcntl.flock`` on ``folder/.robustlens.lock``: the kernel
-    drops it when the holder exits or is killed, so no stale lock survives a crash. On systems without ``fcntl`` the
-    lock is a no-op.
+    drops it when the holder exits or is killed, so no stale lock survives a crash. The holder removes the lock file
+    when it is done (a holder checks, after locking, that the file it locked is still the one at that path, so the
+    removal cannot let two runs in). On systems without ``fcntl`` the lock is a no-op.
     """
 
     _held: set[str] = set()
@@ -183,6 +194,7 @@ class OutputLock:
         self.folder = Path(folder)
         self.what = what
         self._fd: int | None = None
+        self._key = ""
 
     def __enter__(self) -> OutputLock:
         try:
@@ -193,26 +205,38 @@ class OutputLock:
         path = self.folder / LOCK_FILE
         key = str(path.resolve())
         if key in OutputLock._held:
-            raise ConfigError(f"{self.folder} is already in use by a {self.what} in this process; choose another "
-                              "output folder")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise ConfigError(f"{self.folder} is in use by another {self.what} ({holder}); wait for it to finish or "
-                              "choose another output folder") from None
+            raise ConfigError(f"{self.folder} is already in use by {_article(self.what)} in this process; choose "
+                              "another output folder")
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise ConfigError(f"{self.folder} is in use by another {self.what} ({holder}); wait for it to finish "
+                                  "or choose another output folder") from None
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder before us removed the file we locked: lock the one now at the path
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-        self._fd = fd
+        self._fd, self._key = fd, key
         OutputLock._held.add(key)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if self._fd is not None:
-            OutputLock._held.discard(str((self.folder / LOCK_FILE).resolve()))
+            OutputLock._held.discard(self._key)
+            try:
+                os.unlink(self.folder / LOCK_FILE)  # still holding the lock: nobody else owns this file
+            except OSError:
+                pass
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
 

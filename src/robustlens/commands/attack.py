@@ -1,4 +1,4 @@
-"""``robustlens attack``: run any attack by name on a data set and write the result (JSON + .npz)."""
+"""``robustlens attack``: run any attack by name on a data set and write the result (one .json or .npz file)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def attack(
     dataset: DataOption = "mnist-embedded",
     split: SplitOption = "test",
     root: DataRootOption = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Attack the first N samples (0: all).")] = 100,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Attack N samples, a stratified subset (every class "
+                                    "in proportion; 0: all).")] = 100,
     norm: Annotated[str | None, typer.Option("--norm", help="L0, L1, L2 or Linf (default: the attack's own).")]
     = None,
     eps: Annotated[str | None, typer.Option("--eps", help="Budget of an eps-bounded attack, e.g. 0.3 or 8/255.")]
@@ -64,7 +65,8 @@ def attack(
     eps_grid: Annotated[str | None, typer.Option("--eps-grid", help="Minimal-norm attacks: comma-separated eps at "
                                                  "which to print robust accuracy (eq. 12).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per attack call and checkpoint.")] = 100,
-    out: Annotated[Path, typer.Option("--out", help="Where to write the result (JSON + .npz beside it).")]
+    out: Annotated[Path, typer.Option("--out", help="Result file: .json (one strict JSON file) or .npz (a "
+                                      "NumPy archive with the JSON inside).")]
     = Path("attack.json"),
     state_dir: Annotated[Path | None, typer.Option("--state-dir", help="Checkpoint folder (default: OUT with "
                                                    "'.state' instead of its suffix).")] = None,
@@ -110,16 +112,19 @@ def _attack(*, name: str, model: Path | None, arch: str | None, model_file: str 
     from ..data import load_dataset
     from ..errors import ConfigError
     from ..norms import norm_name
+    from ..results import check_result_path
     from ..runner import run_evaluation
+    from ..zoo.adapters import normalization
 
     key = attack_key(name)
     runner = make_attack(key, norm, eps, steps)
+    check_result_path(out)
     net = load_cli_model(model, arch, model_file, unsafe_pickle)
     data = load_dataset(dataset, split, root=root)
-    x, y = data.x, data.y
     if limit > 0:
-        x, y = x[:limit], y[:limit]
-    clf = Classifier(net.to(device), bounds=data.bounds, mean=data.mean, std=data.std,
+        data = data.subset(min(limit, len(data)), seed=0, stratified=True)
+    x, y = data.x, data.y
+    clf = Classifier(net.to(device), bounds=data.bounds, **normalization(net, data.mean, data.std),
                      input_shape=tuple(x.shape[1:]))
     p = getattr(runner, "p", None)
     tgt: str | None = None
@@ -162,10 +167,10 @@ def _attack(*, name: str, model: Path | None, arch: str | None, model_file: str 
         attack=key, p=p, clean=x[ev.indices], adversarial=o["adversarial"], labels=o["labels"], success=o["success"],
         clean_correct=o["clean_correct"], norm=o["norm"], targets=o.get("targets"),
         queries={"forward": int(round(float(o["forward"].sum()))), "backward": int(round(float(o["backward"].sum())))},
-        eps=eps, settings={**settings, "dataset": dataset, "split": split, "seed": seed},
+        eps=eps, settings={**settings, "dataset": dataset, "split": split, "seed": seed, "subset": data.selection},
         stopped=o["stopped"] if bool(o["stopped"].any()) else None,
     )
-    result.save(out)
+    written = result.save(out)
     n = result.clean.shape[0]
     correct = result.clean_correct
     typer.echo(f"{key} ({norm_name(p)}) on {n} samples of {dataset}/{split}: clean accuracy "
@@ -183,4 +188,4 @@ def _attack(*, name: str, model: Path | None, arch: str | None, model_file: str 
             ra = result.robust_accuracy(grid)
             typer.echo("eps              " + "".join(f"{e:>9.4g}" for e in grid))
             typer.echo("robust accuracy  " + "".join(f"{float(a):>9.3f}" for a in ra))
-    typer.echo(f"wrote {out} (checkpoints in {sdir})")
+    typer.echo(f"wrote {written} (checkpoints in {sdir})")

@@ -32,7 +32,8 @@ def certify(
     dataset: DataOption = "mnist-embedded",
     split: SplitOption = "test",
     root: DataRootOption = None,
-    limit: Annotated[int, typer.Option("--limit", help="Certify the first N samples (0: all).")] = 100,
+    limit: Annotated[int, typer.Option("--limit", help="Certify N samples, a stratified subset (every class in "
+                                        "proportion; 0: all).")] = 100,
     sigma: Annotated[float, typer.Option("--sigma", help="Noise level of the smoothing, in data units.")] = 0.25,
     n0: Annotated[int, typer.Option("--n0", help="Noisy copies to select the top class.")] = 100,
     n: Annotated[int, typer.Option("--n", help="Noisy copies to bound its probability.")] = 10_000,
@@ -41,7 +42,7 @@ def certify(
     data_batch_size: Annotated[int, typer.Option("--data-batch-size", help="Images per checkpoint.")] = 16,
     state_dir: Annotated[Path | None, typer.Option("--state-dir", help="Checkpoint folder (enables --resume).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run recorded in --state-dir.")] = False,
-    out: Annotated[Path, typer.Option("--out", help="Where to write the result (JSON + .npz).")] = Path("certify.json"),
+    out: Annotated[Path, typer.Option("--out", help="Result file: .json or .npz (one file).")] = Path("certify.json"),
     plot: Annotated[Path | None, typer.Option("--plot", help="Also save the certified-accuracy curve (PNG).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     seed: SeedOption = 0,
@@ -51,27 +52,30 @@ def certify(
     from .. import Classifier
     from ..certify import Smoothed, certify_dataset
     from ..data import load_dataset
+    from ..results import check_result_path
+    from ..zoo.adapters import normalization
 
     dev = resolve_device(device)
+    check_result_path(out)
     net = load_cli_model(model, arch, model_file, unsafe_pickle)
     data = load_dataset(dataset, split, root=root)
-    x, y = data.x, data.y
     if limit > 0:
-        x, y = x[:limit], y[:limit]
-    clf = Classifier(net.to(dev), bounds=data.bounds, mean=data.mean, std=data.std)
+        data = data.subset(min(limit, len(data)), seed=0, stratified=True)
+    x, y = data.x, data.y
+    clf = Classifier(net.to(dev), bounds=data.bounds, **normalization(net, data.mean, data.std))
     result = certify_dataset(
         Smoothed(clf, sigma), (x, y), n0=n0, n=n, alpha=alpha, batch_size=batch_size,
         data_batch_size=data_batch_size, seed=seed, state_dir=None if state_dir is None else str(state_dir),
         resume=resume, progress=progress,
     )
-    result.save(out)
+    written = result.save(out)
     radii = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
     acc = result.certified_accuracy(radii)
     typer.echo(f"certified {x.shape[0]} samples, sigma={sigma:g}, n0={n0}, n={n}, alpha={alpha:g}; "
                f"abstained {float(result.abstained.double().mean()):.1%}")
     typer.echo("radius   " + "".join(f"{r:>7.2f}" for r in radii))
     typer.echo("accuracy " + "".join(f"{float(a):>7.3f}" for a in acc))
-    typer.echo(f"wrote {out}")
+    typer.echo(f"wrote {written}")
     if plot is not None:
         ax = result.curve().plot()
         ax.figure.savefig(plot, dpi=120, bbox_inches="tight")

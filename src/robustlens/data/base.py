@@ -36,6 +36,25 @@ def _mix64(values: np.ndarray, salt: int) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
+def _apportion(quotas: Sequence[float], total: int) -> list[int]:
+    """Whole numbers adding up to ``total``, each the floor of its quota or one more (largest remainders first,
+    ties to the lower group): Hamilton's apportionment."""
+    take = [math.floor(q) for q in quotas]
+    order = sorted(range(len(quotas)), key=lambda k: (-(quotas[k] - take[k]), k))
+    for k in order[: total - sum(take)]:
+        take[k] += 1
+    return take
+
+
+def _pick(keys: Tensor, groups: Sequence[Tensor], take: Sequence[int]) -> Tensor:
+    """The positions of the ``take[g]`` smallest ``keys`` inside each boolean group ``g``, in stored order."""
+    chosen = torch.zeros(keys.shape[0], dtype=torch.bool)
+    for g, t in zip(groups, take, strict=True):
+        pos = g.nonzero().flatten()
+        chosen[pos[torch.argsort(keys[pos], stable=True)[:t]]] = True
+    return chosen.nonzero().flatten()
+
+
 @dataclass
 class ImageData:
     """An image classification set held in memory.
@@ -49,6 +68,9 @@ class ImageData:
         indices: position of each sample in the original set (defaults to ``0 .. N-1``).
         mean, std: per-channel statistics customarily used to normalise this set (metadata only: the images are not
             normalised; pass them to :class:`~robustlens.Classifier` when the model expects normalised inputs).
+        selection: how this set was taken from a larger one by :meth:`subset` (``None`` for a whole split): the
+            method (``"first"``, ``"random"``, ``"stratified"`` or ``"positions"``), the seed, the size and the
+            source's name and size. Record it with results so they say which samples they are about.
     """
 
     x: Tensor
@@ -59,6 +81,7 @@ class ImageData:
     indices: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    selection: dict[str, object] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.x, Tensor) or self.x.ndim != 4:
@@ -111,22 +134,50 @@ class ImageData:
         return torch.bincount(self.y, minlength=self.num_classes).tolist()
 
     # ----------------------------------------------------------------------------------------------- views
-    def _select(self, idx: Tensor, name: str | None = None) -> ImageData:
+    def _select(self, idx: Tensor, name: str | None = None, selection: dict[str, object] | None = None
+                ) -> ImageData:
         return ImageData(self.x[idx], self.y[idx], list(self.classes), self.bounds, name or self.name,
-                         self.indices[idx], self.mean, self.std)
+                         self.indices[idx], self.mean, self.std, selection)
 
-    def subset(self, n_or_indices: int | Sequence[int] | Tensor, seed: int | None = None) -> ImageData:
-        """A subset: the first ``n`` samples (or ``n`` drawn without replacement when ``seed`` is given), or the
-        samples at the given positions (a sequence, an index tensor or a boolean mask)."""
-        if isinstance(n_or_indices, int):
+    def _keys(self, seed: int, stream: str) -> Tensor:
+        """A fixed pseudo-random key per sample from ``seed`` and its original index (platform independent)."""
+        return torch.from_numpy(_mix64(self.indices.numpy(), stable_hash(seed, stream)).view(np.int64))
+
+    def subset(self, n_or_indices: int | Sequence[int] | Tensor, seed: int | None = None,
+               stratified: bool = False) -> ImageData:
+        """A subset of the samples, with the choice recorded in :attr:`selection`.
+
+        - ``subset(n, seed=s, stratified=True)``: ``n`` samples drawn per class in proportion to the class counts
+          (largest remainders; every class whose share is at least ``1/n`` is represented), the samples of each class
+          chosen by ``seed`` and their original indices (the same on every machine, whatever the sample order);
+        - ``subset(n, seed=s)``: ``n`` samples drawn uniformly without replacement;
+        - ``subset(n)``: the first ``n`` samples in stored order. Several sets are stored sorted by class
+          (``mnist-embedded`` holds its 0s first), so this is a biased sample: prefer one of the two above;
+        - ``subset(positions)``: the samples at the given positions (a sequence, an index tensor or a mask).
+
+        A stratified subset keeps the stored order, a random one the drawn order. ``seed`` defaults to 0 for a
+        stratified subset.
+
+        Example::
+
+            test = load_dataset("mnist-embedded", "test")
+            sub = test.subset(100, seed=0, stratified=True)   # 10 of each digit
+            sub.selection   # {'method': 'stratified', 'n': 100, 'seed': 0, 'of': 'mnist-embedded/test', ...}
+        """
+        if isinstance(n_or_indices, int) and not isinstance(n_or_indices, bool):
             n = n_or_indices
             if not 0 <= n <= len(self):
                 raise ConfigError(f"subset size must be in 0..{len(self)}, got {n}")
+            if stratified:
+                s = 0 if seed is None else int(seed)
+                groups = [self.y == k for k in range(self.num_classes)]
+                take = _apportion([n * int(g.sum()) / max(len(self), 1) for g in groups], n)
+                idx = _pick(self._keys(s, "subset-stratified"), groups, take)
+                return self._select(idx, selection=self._record("stratified", n, s))
             if seed is None:
-                idx = torch.arange(n)
-            else:
-                idx = torch.randperm(len(self), generator=generator(seed, "subset", self.name))[:n]
-            return self._select(idx)
+                return self._select(torch.arange(n), selection=self._record("first", n, None))
+            idx = torch.randperm(len(self), generator=generator(seed, "subset", self.name))[:n]
+            return self._select(idx, selection=self._record("random", n, int(seed)))
         idx = torch.as_tensor(n_or_indices)
         if idx.dtype == torch.bool:
             if idx.shape != (len(self),):
@@ -135,7 +186,13 @@ class ImageData:
         idx = idx.long().flatten()
         if idx.numel() and (int(idx.min()) < -len(self) or int(idx.max()) >= len(self)):
             raise ConfigError(f"subset positions must lie in 0..{len(self) - 1}")
-        return self._select(idx)
+        return self._select(idx, selection=self._record("positions", int(idx.numel()), None))
+
+    def _record(self, method: str, n: int, seed: int | None) -> dict[str, object]:
+        out: dict[str, object] = {"method": method, "n": n, "seed": seed, "of": self.name, "of_size": len(self)}
+        if self.selection is not None:
+            out["after"] = self.selection
+        return out
 
     def split(self, test: float | int = 0.2, seed: int = 0, stratify: bool = True) -> tuple[ImageData, ImageData]:
         """Split into ``(train, test)`` parts, stratified by class by default.
@@ -148,21 +205,11 @@ class ImageData:
         frac = float(test) / n if isinstance(test, int) and not isinstance(test, bool) else float(test)
         if not 0.0 < frac < 1.0:
             raise ConfigError(f"test must be a fraction in (0, 1) or a count in 1..{n - 1}, got {test}")
-        keys = torch.from_numpy(_mix64(self.indices.numpy(), stable_hash(seed, "split")).view(np.int64))
-        is_test = torch.zeros(n, dtype=torch.bool)
         groups = [self.y == k for k in range(self.num_classes)] if stratify else [torch.ones(n, dtype=torch.bool)]
-        total = round(frac * n)
-        # Largest-remainder apportionment so the class shares add up to exactly ``total`` test samples.
-        sizes = [int(g.sum()) for g in groups]
-        quotas = [frac * s for s in sizes]
-        take = [math.floor(q) for q in quotas]
-        order = sorted(range(len(groups)), key=lambda k: (-(quotas[k] - take[k]), k))
-        for k in order[: total - sum(take)]:
-            take[k] += 1
-        for g, t in zip(groups, take, strict=True):
-            pos = g.nonzero().flatten()
-            chosen = pos[torch.argsort(keys[pos], stable=True)[:t]]
-            is_test[chosen] = True
+        # Largest-remainder apportionment so the class shares add up to exactly ``round(frac * n)`` test samples.
+        take = _apportion([frac * int(g.sum()) for g in groups], round(frac * n))
+        is_test = torch.zeros(n, dtype=torch.bool)
+        is_test[_pick(self._keys(seed, "split"), groups, take)] = True
         base = self.name.split("/")[0]
         return (self._select(torch.nonzero(~is_test).flatten(), f"{base}/train"),
                 self._select(torch.nonzero(is_test).flatten(), f"{base}/test"))
@@ -170,7 +217,7 @@ class ImageData:
     def to(self, device: torch.device | str) -> ImageData:
         """A copy with images and labels on ``device``."""
         return ImageData(self.x.to(device), self.y.to(device), list(self.classes), self.bounds, self.name,
-                         self.indices, self.mean, self.std)
+                         self.indices, self.mean, self.std, self.selection)
 
     # ----------------------------------------------------------------------------------------------- use
     def loader(self, batch_size: int = 128, shuffle: bool = False, seed: int = 0,

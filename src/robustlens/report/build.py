@@ -234,7 +234,7 @@ def run_report(
 
 
 def write_outputs(results: ReportResults, out_dir: str | Path, *, progress: bool = False) -> tuple[Path, Path]:
-    """Write ``results.json`` (+ ``results.npz``) and the self-contained ``report.html``; return their paths."""
+    """Write ``results.json`` (one file, arrays inside) and the self-contained ``report.html``; return their paths."""
     out = Path(out_dir)
     rpath = results.save(out / "results.json")
     hpath = out / "report.html"

@@ -1,8 +1,8 @@
 """The typed results a report is made of: one :class:`SectionOutcome` per (model, section), gathered per model in
 :class:`ModelReport` and for the whole page in :class:`ReportResults` (what ``results.json`` holds).
 
-``results.json`` is ``ReportResults.save(...)``: plain JSON for every number, sentence and setting, with the large
-arrays (adversarial images, per-sample distances) in ``results.npz`` beside it; ``ReportResults.load`` rebuilds every
+``results.json`` is ``ReportResults.save(...)``: strict JSON for every number, sentence and setting, with the large
+arrays (adversarial images, per-sample distances) inside it as compressed base64; ``ReportResults.load`` rebuilds every
 object, the computing modules' own result types included. Its layout is fixed by ``report/schema.json``
 (:data:`REPORT_SCHEMA_VERSION`); :func:`validate_results_json` checks a file against it.
 """

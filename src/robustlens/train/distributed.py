@@ -2,7 +2,8 @@
 
 The loop is the same with one process or many: under ``torchrun`` (``WORLD_SIZE > 1`` in the environment) the model
 is wrapped in ``DistributedDataParallel``, each rank reads its share of a ``DistributedSampler`` and only rank 0
-writes logs and checkpoints. The backend is ``gloo`` on CPU and ``nccl`` on CUDA.
+writes logs and checkpoints. The backend is ``gloo`` on CPU and ``nccl`` on CUDA. This module adds what training
+needs (joining the group, :class:`DistInfo`) to the core helpers of :mod:`robustlens.distributed`, which do the work.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from .. import distributed as core
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,8 @@ def env_world_size() -> int:
 
 def setup(device: torch.device) -> DistInfo:
     """Join the process group when launched by ``torchrun``; a no-op for a single process."""
-    if dist.is_available() and dist.is_initialized():
-        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), False)
+    if core.is_initialized():
+        return DistInfo(core.rank(), core.world_size(), int(os.environ.get("LOCAL_RANK", "0")), False)
     world = env_world_size()
     if world <= 1:
         return DistInfo()
@@ -51,11 +54,11 @@ def setup(device: torch.device) -> DistInfo:
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend)
     atexit.register(_destroy)
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), True)
+    return DistInfo(core.rank(), core.world_size(), int(os.environ.get("LOCAL_RANK", "0")), True)
 
 
 def _destroy() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if core.is_initialized():
         dist.destroy_process_group()
 
 
@@ -63,28 +66,21 @@ def teardown(info: DistInfo) -> None:
     """End a distributed run: wait for every rank. The process group stays up for later runs in the same process
     and is destroyed at exit: destroying and re-creating it under one ``torchrun`` reuses the rendezvous store's
     keys, and a rank that re-joins first can connect to its peer's old address (gloo ``connectFullMesh`` fails)."""
-    if info.enabled and dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    barrier(info)
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every rank of the run (a no-op for one process)."""
     if info.enabled:
-        dist.barrier()
+        core.barrier()
 
 
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Sum a tensor over ranks (identity for one process)."""
-    if info.enabled:
-        values = values.clone()
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-    return values
+    return core.all_reduce_sum(values) if info.enabled else values
 
 
 def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` for one process); tensors come back on the
     CPU."""
-    if not info.enabled:
-        return [obj]
-    out: list[Any] = [None] * info.world_size
-    dist.all_gather_object(out, obj)
-    return out
+    return core.all_gather_object(obj) if info.enabled else [obj]
