@@ -169,18 +169,28 @@ def from_robustbench(name: str, dataset: str = "cifar10", threat_model: str = "L
     return _record(model, None, None, f"robustbench:{name}")
 
 
+PREFIXES = ("timm:", "torchvision:", "robustbench:")
+
+
+def load_pretrained(source: str) -> nn.Module:
+    """``"timm:NAME"``, ``"torchvision:NAME"`` or ``"robustbench:NAME"``: the pretrained model, in eval mode, with
+    the normalisation its weights expect recorded on it (:func:`normalization`)."""
+    adapters = {"timm:": from_timm, "torchvision:": from_torchvision, "robustbench:": from_robustbench}
+    for prefix, fn in adapters.items():
+        if source.startswith(prefix):
+            return fn(source[len(prefix):]).eval()  # type: ignore[operator]
+    raise ConfigError(f"a pretrained model is named 'timm:NAME', 'torchvision:NAME' or 'robustbench:NAME', got "
+                      f"{source!r}; load model files with load_model")
+
+
 def pretrained_classifier(source: str, **kwargs: Any) -> Classifier:
     """``"timm:NAME"``, ``"torchvision:NAME"`` or ``"robustbench:NAME"`` as a :class:`~robustlens.Classifier` on
     ``[0, 1]`` images with the normalisation its weights expect (``kwargs`` go to the Classifier)."""
     from ..classifier import Classifier
-    from .io import load_model
 
-    if not source.startswith(("timm:", "torchvision:", "robustbench:")):
-        raise ConfigError(f"pretrained_classifier takes 'timm:NAME', 'torchvision:NAME' or 'robustbench:NAME', got "
-                          f"{source!r}; load model files with load_model")
-    net = load_model(source)
+    net = load_pretrained(source)
     return Classifier(net, bounds=kwargs.pop("bounds", (0.0, 1.0)), **{**normalization(net), **kwargs})
 
 
-__all__ = ["Normalization", "from_robustbench", "from_timm", "from_torchvision", "install_hint", "normalization",
-           "pretrained_classifier", "torch_wheel_index"]
+__all__ = ["PREFIXES", "Normalization", "from_robustbench", "from_timm", "from_torchvision", "install_hint",
+           "load_pretrained", "normalization", "pretrained_classifier", "torch_wheel_index"]

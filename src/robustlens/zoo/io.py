@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, CorruptFileError, RobustLensError, UnsafeLoadError
 from ..files import atomic_replace, dumps_strict
+from .adapters import PREFIXES, load_pretrained
 from .registry import create_model
 
 _STATE_KEYS = ("model", "state_dict", "model_state_dict", "model_state", "net", "weights")
@@ -354,13 +355,8 @@ def load_model(source: str | os.PathLike[str], model: ModelSpec = None, *, unsaf
         net = load_model("resnet18.pt", "resnet18")             # a plain state dict into a zoo model
     """
     text = str(source)
-    for prefix in ("timm:", "torchvision:", "robustbench:"):
-        if text.startswith(prefix):
-            from . import adapters
-
-            fn: Any = {"timm:": adapters.from_timm, "torchvision:": adapters.from_torchvision,
-                       "robustbench:": adapters.from_robustbench}[prefix]
-            return fn(text[len(prefix):]).eval()
+    if text.startswith(PREFIXES):
+        return load_pretrained(text)
     p = Path(source)
     weights: dict[str, Tensor] | nn.Module
     if _sniff(p) == "safetensors":
