@@ -1,19 +1,9 @@
 """Decision-boundary geometry (paper Sec. II-A, II-C, II-D, III-B1): cross-sections, noise robustness,
 curvature, boundary normals, subspace margins and neural anisotropy directions."""
 
-from .curvature import (
-    AlignmentResult,
-    BoundaryCurvature,
-    HessianSpectrum,
-    TaylorResult,
-    boundary_curvature,
-    curvature_profile,
-    gradient_alignment,
-    hessian_eigenpairs,
-    input_hessian,
-    plot_curvature_profile,
-    taylor_error,
-)
+from .alignment import AlignmentResult, gradient_alignment
+from .boundary_curvature import BoundaryCurvature, boundary_curvature
+from .hessian import HessianSpectrum, curvature_profile, hessian_eigenpairs, input_hessian, plot_curvature_profile
 from .noise import (
     DirectionalResult,
     NoiseResult,
@@ -55,6 +45,7 @@ from .subspaces import (
     random_subspaces,
     subspace_margins,
 )
+from .taylor import TaylorResult, taylor_error
 from .tracker import MarginTracker, MarginTrackResult, plot_margin_evolution
 
 __all__ = [

@@ -7,7 +7,8 @@ when calling the model. No module of ``robustlens.geometry`` re-implements these
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -15,8 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..classifier import Classifier, resolve_loss
-from ..errors import ConfigError, InputError
+from ..classifier import NO_GRADIENT_PATH, Classifier, resolve_loss
+from ..errors import ConfigError, InputError, RobustLensError, RobustLensWarning
+from ..ops import finite_rows
 
 LossSpec = str | Callable[[Tensor, Tensor], Tensor]
 
@@ -27,6 +29,66 @@ def prepare(clf: Classifier, x: Tensor, y: Tensor | None = None) -> tuple[Tensor
     if y is None:
         y = clf.predict(x, validate=False)
     return x.detach(), y
+
+
+def prepare_differentiable(clf: Classifier, x: Tensor, y: Tensor | None, owner: str) -> tuple[Tensor, Tensor]:
+    """:func:`prepare` for an analysis that differentiates the model through ``torch.func``: it also refuses a
+    declared stochastic model (a Hessian or gradient of one draw is not the model's) and a model whose logits do
+    not depend differentiably on the input (``torch.func`` would return zeros for it, silently)."""
+    x, y = prepare(clf, x, y)
+    if clf.stochastic:
+        raise ConfigError(
+            f"{owner} differentiates the model as a fixed function, but the classifier is declared stochastic: the "
+            "derivatives of one random draw are not those of the model. Analyse a deterministic copy (dropout off, "
+            "no injected noise) or use an attack, which averages gradients over draws"
+        )
+    require_gradient_path(clf, x[:1])
+    return x, y
+
+
+def require_gradient_path(clf: Classifier, x: Tensor) -> None:
+    """A clear error when the logits at ``x`` do not depend differentiably on ``x`` (one uncounted pass)."""
+    with clf.analysis_mode(), torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        z = logits_fn(clf)(xg)
+        g = torch.autograd.grad(z.sum(), xg, allow_unused=True)[0] if z.requires_grad else None
+    if g is None:
+        raise RobustLensError(NO_GRADIENT_PATH)
+
+
+NONFINITE_GRADIENT = (
+    "a non-differentiable operation such as sqrt or log at 0 in the model or its preprocessing, or an overflow. "
+    "Fix the model (e.g. sqrt(x + 1e-12)) or drop those samples"
+)
+NONFINITE_LOGITS = (
+    "the model returns NaN or Inf logits there (overflow, or log or division by zero in forward). Fix the model or "
+    "choose points where it is finite"
+)
+
+
+def require_finite_rows(
+    values: Tensor, owner: str, what: str, samples: Sequence[int] | None = None, *, cause: str = NONFINITE_GRADIENT
+) -> None:
+    """An :class:`InputError` naming the samples whose row of ``values`` ``(m, ...)`` holds NaN or Inf, and the
+    likely ``cause``. ``samples`` are the indices to name for the rows (default ``0..m-1``).
+    """
+    bad = (~finite_rows(values)).nonzero().flatten().tolist()
+    if not bad:
+        return
+    names = [samples[i] for i in bad] if samples is not None else bad
+    shown = ", ".join(str(i) for i in names[:8]) + (", ..." if len(names) > 8 else "")
+    raise InputError(
+        f"{owner}: {what} is NaN or Inf for {len(names)} sample(s) (index {shown}): {cause}"
+    )
+
+
+def warn_unmeasured(owner: str, mask: Tensor, why: str, value: str = "NaN", stacklevel: int = 3) -> None:
+    """One :class:`~robustlens.RobustLensWarning` when ``mask`` marks samples whose result is ``value`` because
+    ``why`` (nothing when the mask is empty)."""
+    k = int(mask.sum())
+    if k:
+        warnings.warn(f"{owner}: {why} for {k} of {mask.numel()} samples; their values are {value}",
+                      RobustLensWarning, stacklevel=stacklevel)
 
 
 def single(clf: Classifier, x: Tensor, y: Tensor | int | None = None) -> tuple[Tensor, Tensor]:

@@ -14,7 +14,7 @@ Moosavi-Dezfooli, Frossard, Soatto, "Empirical study of the topology and geometr
   normal subspaces) against random subspaces of the same sizes.
 - :func:`transferability_matrix`: attacks crafted on model A evaluated on model B, for several models.
 - :func:`curvature_overlap`: the energy of each normal inside the top-k input-Hessian eigenvectors
-  (:mod:`robustlens.geometry.curvature`, eq. 16) against the ``k / D`` of a random direction.
+  (:mod:`robustlens.geometry.hessian`, eq. 16) against the ``k / D`` of a random direction.
 """
 
 from __future__ import annotations
@@ -426,13 +426,13 @@ def curvature_overlap(
         clf, x, y: the classifier, inputs and loss labels (default: the predictions).
         normals: ``(N, *shape)`` perturbations ``r*(x)`` (rows normalised here); default DeepFool (L2, unclipped).
         ks: subspace sizes; the largest must not exceed the eigenpairs available.
-        spectrum: a :class:`~robustlens.geometry.curvature.HessianSpectrum` of the same inputs with eigenvectors;
-            computed with :func:`~robustlens.geometry.curvature.hessian_eigenpairs` (``k = max(ks)``) when omitted.
+        spectrum: a :class:`~robustlens.geometry.hessian.HessianSpectrum` of the same inputs with eigenvectors;
+            computed with :func:`~robustlens.geometry.hessian.hessian_eigenpairs` (``k = max(ks)``) when omitted.
         which: ``"top"``: the eigenvectors of the largest eigenvalues; ``"abs"``: of the largest absolute
             eigenvalues among the top and bottom ones computed.
         loss, seed, progress: passed to ``hessian_eigenpairs``.
     """
-    from .curvature import hessian_eigenpairs
+    from .hessian import hessian_eigenpairs
 
     if which not in ("top", "abs"):
         raise ConfigError(f"which must be 'top' or 'abs', got {which!r}")

@@ -110,7 +110,7 @@ def _direction(
         return cache["adversarial"], "adversarial"
     if spec == "curvature":
         if "curvature" not in cache:
-            from .curvature import hessian_eigenpairs
+            from .hessian import hessian_eigenpairs
 
             cache["curvature"] = hessian_eigenpairs(clf, x, y, k=2, which="top", loss=loss, seed=seed, progress=False)
         i = cache.setdefault("curv_next", 0)
