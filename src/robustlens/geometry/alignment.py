@@ -53,21 +53,20 @@ def gradient_alignment(
     Ortiz-Jimenez et al., "Optimism in the face of adversity", Proc. IEEE 2021, Sec. II-C. ``perturbation`` is the
     minimal L2 perturbation; when omitted it is computed by DeepFool (L2, eq. 9; Moosavi-Dezfooli, Fawzi, Frossard,
     "DeepFool", CVPR 2016) with ``seed``. Samples DeepFool does not fool get ``nan``, with a warning; a NaN or Inf
-    input gradient is an :class:`~robustlens.InputError`. Gradients are computed in chunks of ``clf.batch_size``
-    (averaged over draws for a declared stochastic classifier, whose draws ``seed`` fixes).
+    input gradient is an :class:`~robustlens.InputError`, and so is a declared stochastic classifier (the alignment
+    of one draw's gradient is not the model's). Gradients are computed in chunks of ``clf.batch_size``.
     """
-    x, y = prepare(clf, x, y)
-    with clf.random_state(seed):
-        _, g = clf.loss_and_input_grad(x, y, loss=loss, validate=False)
-        require_finite_rows(g, "gradient_alignment", "the input gradient of the loss")
-        if perturbation is None:
-            from ..attacks.deepfool import DeepFool
+    x, y = prepare(clf, x, y, "gradient_alignment")
+    _, g = clf.loss_and_input_grad(x, y, loss=loss, validate=False)
+    require_finite_rows(g, "gradient_alignment", "the input gradient of the loss")
+    if perturbation is None:
+        from ..attacks.deepfool import DeepFool
 
-            res = DeepFool(norm=2)(clf, x, y, seed=seed)
-            warn_unmeasured("gradient_alignment", ~res.success, "DeepFool did not fool the model")
-            perturbation = torch.where(
-                per_sample(res.success, x), res.perturbation, torch.full_like(x, float("nan"))
-            )
+        res = DeepFool(norm=2)(clf, x, y, seed=seed)
+        warn_unmeasured("gradient_alignment", ~res.success, "DeepFool did not fool the model")
+        perturbation = torch.where(
+            per_sample(res.success, x), res.perturbation, torch.full_like(x, float("nan"))
+        )
     r = perturbation.to(x).flatten(1)
     gf = g.flatten(1)
     rn, gn = r.norm(dim=1), gf.norm(dim=1)

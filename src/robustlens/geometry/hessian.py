@@ -96,10 +96,22 @@ def _in_range(
     return vals, vecs
 
 
+def _smoke_dense(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> Tensor:
+    return input_hessian(clf, x, y)
+
+
+@register_analysis("input-hessian", kind="geometry", smoke=_smoke_dense,
+                   summary="the dense input Hessian of the loss, for small inputs (eq. 16)")
 def input_hessian(clf: Classifier, x: Tensor, y: Tensor | None = None, *, loss: LossSpec = "ce") -> Tensor:
-    """The dense input Hessian ``(N, D, D)`` of the loss (eq. 16), for small inputs only (D HVPs per sample)."""
+    """The dense input Hessian ``(N, D, D)`` of the loss (eq. 16), for small inputs only (D HVPs per sample).
+
+    Computed in chunks of at most ``clf.batch_size`` samples (``torch.func.jacfwd`` of the gradient); a NaN or Inf
+    entry is an :class:`~robustlens.InputError` naming the samples.
+    """
     x, y = prepare_differentiable(clf, x, y, "input_hessian")
-    return _dense_hessian(clf, x, y, loss, batch=max(1, 4096 // max(1, x[0].numel())))
+    h = _dense_hessian(clf, x, y, loss, batch=max(1, min(clf.batch_size, 4096 // max(1, x[0].numel()))))
+    require_finite_rows(h, "input_hessian", "the input Hessian of the loss")
+    return h
 
 
 def spectrum_ends(k: int, which: str) -> tuple[int, int]:
