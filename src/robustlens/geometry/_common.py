@@ -40,12 +40,12 @@ def require_deterministic(clf: Classifier, owner: str) -> None:
 def prepare(clf: Classifier, x: Tensor, y: Tensor | None = None, owner: str = "this geometry analysis"
             ) -> tuple[Tensor, Tensor]:
     """Validate a batch and return it with labels (the model's predictions when ``y`` is omitted); a declared
-    stochastic classifier is refused (:func:`require_deterministic`)."""
+    stochastic classifier is refused (:func:`require_deterministic`), and so are inputs whose logits are NaN or Inf
+    (:meth:`Classifier.predict` raises; derivatives of such a model can still look finite)."""
     require_deterministic(clf, owner)
     x, y = clf.validate(x, None if y is None else torch.as_tensor(y))
-    if y is None:
-        y = clf.predict(x, validate=False)
-    return x.detach(), y
+    pred = clf.predict(x, validate=False)
+    return x.detach(), pred if y is None else y
 
 
 def prepare_differentiable(clf: Classifier, x: Tensor, y: Tensor | None, owner: str) -> tuple[Tensor, Tensor]:

@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..analyses import register_analysis
-from ..checks import COUNT, NON_NEGATIVE, OPTIONAL_COUNT, checked
+from ..checks import COUNT, NON_NEGATIVE, OPTIONAL_COUNT, Number, checked
 from ..classifier import Classifier
 from ..errors import ConfigError, InputError
 from ..results import Result
@@ -368,6 +368,7 @@ def curvature_profile(spectrum: HessianSpectrum) -> Tensor:
     return torch.cat([spectrum.top_values, spectrum.bottom_values.flip(1)], 1)
 
 
+@checked(sample=Number(integer=True, low=0, optional=True), dim=OPTIONAL_COUNT)
 def plot_curvature_profile(
     spectra: dict[str, HessianSpectrum], ax: Any = None, *, sample: int | None = None, dim: int | None = None
 ) -> Any:

@@ -11,6 +11,9 @@ sphere, ``||r_v|| / ||r*|| = 1 / |t|`` and ``t^2 ~ Beta(1/2, (D-1)/2)``. Hence `
 exactly (the "RMS constant" below is 1), and the median ratio is ``1 / sqrt(median Beta(1/2, (D-1)/2))``, which
 tends to ``sqrt(D) / Phi^{-1}(3/4) ~ 1.4826 sqrt(D)``. The mean ratio itself is infinite (``t`` has positive
 density at 0), which is why medians and inverse moments are reported.
+
+Paper: Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the face of adversity: Understanding and
+improving deep learning through adversarial robustness", Proc. IEEE 2021 (Sec. II-A and III-B1, eq. 7, 20, 21).
 """
 
 from __future__ import annotations

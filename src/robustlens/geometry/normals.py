@@ -15,6 +15,9 @@ Moosavi-Dezfooli, Frossard, Soatto, "Empirical study of the topology and geometr
 - :func:`transferability_matrix`: attacks crafted on model A evaluated on model B, for several models.
 - :func:`curvature_overlap`: the energy of each normal inside the top-k input-Hessian eigenvectors
   (:mod:`robustlens.geometry.hessian`, eq. 16) against the ``k / D`` of a random direction.
+
+Paper: Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the face of adversity: Understanding and
+improving deep learning through adversarial robustness", Proc. IEEE 2021 (Sec. II-C).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from torch import Tensor
 
 from ..analyses import register_analysis
 from ..attacks.base import Attack, MinimalNormAttack
-from ..checks import NON_NEGATIVE_INT, OPTIONAL_COUNT, POSITIVE, checked
+from ..checks import COUNT, NON_NEGATIVE_INT, OPTIONAL_COUNT, POSITIVE, check, checked
 from ..classifier import Classifier
 from ..errors import ConfigError, InputError
 from ..results import Result
@@ -468,9 +471,9 @@ def curvature_overlap(
 
     if which not in ("top", "abs"):
         raise ConfigError(f"which must be 'top' or 'abs', got {which!r}")
-    ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] < 1:
-        raise ConfigError(f"ks must be positive subspace sizes, got {ks}")
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence) or not ks:
+        raise ConfigError(f"curvature_overlap: ks must be a non-empty list of subspace sizes, got {ks!r}")
+    ks = sorted({check(k, "ks", COUNT, "curvature_overlap") for k in ks})
     x, y = prepare(clf, x, y, "curvature_overlap")
     n, d = x.shape[0], x[0].numel()
     kmax = ks[-1]

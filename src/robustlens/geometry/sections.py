@@ -5,6 +5,9 @@ in large no-grad batches. The plane can be spanned by random directions, the Dee
 the minimal L2 perturbation, Moosavi-Dezfooli et al., CVPR 2016), the loss gradient, the top eigenvectors of the
 input Hessian of the loss (Moosavi-Dezfooli et al., "Robustness via curvature regularization, and vice versa",
 CVPR 2019) or user-given vectors. Plotting is separate (:func:`plot_section`).
+
+Paper: Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the face of adversity: Understanding and
+improving deep learning through adversarial robustness", Proc. IEEE 2021 (Sec. II-A, eq. 6, Figs. 3 and 4b).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from ._common import (
 
 DirectionSpec = str | Tensor
 _NAMED = ("random", "adversarial", "gradient", "curvature")
+GRID = Number(integer=True, low=2)
+OPTIONAL_FINITE = Number(optional=True)
 
 
 @dataclass
@@ -221,8 +226,31 @@ def cross_section(
         coarse: the coarse step of ``refine="adaptive"`` in grid points (a power of two; 8 by default, so a
             201 x 201 grid starts from 26 x 26 points).
 
-    The grid is built chunk by chunk, so a 201 x 201 section of a CIFAR-10 model never holds more than one
-    chunk of images in memory. The distances along the four half-axes are refined by bisection.
+    The grid is built chunk by chunk (``batch_size`` points per forward pass), so a 201 x 201 section of a
+    CIFAR-10 model never holds more than one chunk of images in memory. The distances along the four half-axes are
+    refined by bisection. Grid points whose logits are NaN or Inf get label ``-1`` (with a warning); a declared
+    stochastic classifier is refused.
+
+    Ortiz-Jimenez et al., "Optimism in the face of adversity", Proc. IEEE 2021, eq. (6) and Fig. 3; the sections
+    along the DeepFool normal and a random direction follow Fawzi, Moosavi-Dezfooli, Frossard, Soatto, "Empirical
+    study of the topology and geometry of deep networks", CVPR 2018.
+
+    Example (a linear model: the boundary on the plane is a straight line, crossed along the adversarial direction
+    at the DeepFool distance):
+        >>> import torch
+        >>> from robustlens import Classifier
+        >>> from robustlens.geometry import cross_section
+        >>> _ = torch.manual_seed(0)
+        >>> clf = Classifier(torch.nn.Linear(10, 3), input_shape=(10,))
+        >>> x = torch.rand(10)
+        >>> sec = cross_section(clf, x, resolution=21, progress=False)
+        >>> sec.labels.shape, sec.direction_names
+        (torch.Size([21, 21]), ['adversarial', 'random'])
+        >>> int(sec.labels[10, 10]) == sec.clean_label  # x is the centre of the grid
+        True
+        >>> d = sec.axis_distance["+u1"]  # the extent is three DeepFool distances
+        >>> bool(abs(3 * d - float(sec.alphas1[-1])) < 0.1 * float(sec.alphas1[-1]))
+        True
     """
     xb, yb = single(clf, x, y, "cross_section")
     start = clf.counter.forward
@@ -326,9 +354,6 @@ def cross_section(
         forward_passes=clf.counter.forward - start,
         evaluated=evaluated,
     )
-
-
-GRID = Number(integer=True, low=2)
 
 
 def _pair(value: Any, name: str, rule: Number) -> tuple[Any, Any]:
@@ -458,6 +483,7 @@ def _adaptive_fill(
     return done
 
 
+@checked(vmin=OPTIONAL_FINITE, vmax=OPTIONAL_FINITE)
 def plot_section(
     result: SectionResult,
     ax: Any = None,

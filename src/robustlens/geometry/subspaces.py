@@ -20,6 +20,9 @@ This module builds the subspaces and measures the margins:
 Cost: one DeepFool run per (sample, subspace); each run costs one forward and ``candidates`` backward passes per
 iteration of an unfinished sample, with every sample of a batch attacked together (the floor is
 ``subspaces x DeepFool passes``, counted in ``result.queries``).
+
+Paper: Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the face of adversity: Understanding and
+improving deep learning through adversarial robustness", Proc. IEEE 2021 (Sec. III-A, eq. 18, Fig. 8).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import torch
 from torch import Tensor
 
 from ..analyses import register_analysis
-from ..checks import COUNT, NON_NEGATIVE, OPTIONAL_COUNT, Pair, checked
+from ..checks import COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, OPTIONAL_COUNT, Pair, checked
 from ..classifier import Classifier
 from ..errors import ConfigError, InputError
 from ..results import Result
@@ -46,6 +49,7 @@ INF = float("inf")
 
 
 # ---------------------------------------------------------------------------------------------------- the DCT
+@checked(n=COUNT)
 def dct_matrix(n: int, *, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
     """The orthonormal DCT-II matrix ``C`` (``n x n``): ``C[k, j] = a_k cos(pi (2j + 1) k / (2n))``,
     ``a_0 = sqrt(1/n)``, ``a_k = sqrt(2/n)``. ``C @ v`` is ``scipy.fft.dct(v, norm="ortho")`` and ``C^T = C^{-1}``."""
@@ -197,6 +201,7 @@ def _starts(n: int, size: int, stride: int) -> list[int]:
     return out
 
 
+@checked(block=COUNT, stride=OPTIONAL_COUNT)
 def diagonal_dct_subspaces(
     shape: Sequence[int],
     block: int = 8,
@@ -226,6 +231,7 @@ def diagonal_dct_subspaces(
     return out
 
 
+@checked(block=COUNT, stride=OPTIONAL_COUNT)
 def pixel_block_subspaces(
     shape: Sequence[int],
     block: int = 8,
@@ -252,6 +258,7 @@ def pixel_block_subspaces(
     return out
 
 
+@checked(k=COUNT, n=COUNT)
 def random_subspaces(
     dim: int | Sequence[int], k: int, n: int = 1, *, seed: int = 0, dtype: torch.dtype = torch.float32
 ) -> list[Subspace]:
@@ -457,6 +464,7 @@ def subspace_margins(
     )
 
 
+@checked(max_points=NON_NEGATIVE_INT)
 def plot_margin_profile(
     results: SubspaceMarginResult | Mapping[str, SubspaceMarginResult],
     ax: Any = None,
