@@ -1,8 +1,13 @@
 """Decision-boundary geometry (paper Sec. II-A, II-C, II-D, III-B1): cross-sections, noise robustness,
-curvature, boundary normals, subspace margins and neural anisotropy directions."""
+curvature, boundary normals, subspace margins and neural anisotropy directions.
+
+One module per analysis (its result, function, plot and registration, :mod:`robustlens.analyses`); the package
+re-exports the public names of its modules. Paper: Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in
+the face of adversity: Understanding and improving deep learning through adversarial robustness", Proc. IEEE 2021.
+"""
 
 from .alignment import AlignmentResult, gradient_alignment
-from .boundary_curvature import BoundaryCurvature, boundary_curvature
+from .boundary_shape import BoundaryCurvature, boundary_curvature
 from .hessian import HessianSpectrum, curvature_profile, hessian_eigenpairs, input_hessian, plot_curvature_profile
 from .noise import (
     DirectionalResult,
