@@ -78,6 +78,12 @@ def _dense_hessian(clf: Classifier, x: Tensor, y: Tensor, loss: LossSpec, batch:
     return torch.cat(out)
 
 
+def _in_projection(project: Callable[[Tensor, Tensor], Tensor], vecs: Tensor, owner: Tensor) -> Tensor:
+    """Which unit vectors ``vecs`` ``(m, *shape)`` (of samples ``owner``) lie in the range of the projection: an
+    eigenvector of ``P H P`` is either in it (``||P v|| = 1``) or in its kernel (``P v = 0``); 1/2 separates them."""
+    return project(vecs, owner).flatten(1).norm(dim=1) > 0.5
+
+
 def _in_range(
     project: Callable[[Tensor, Tensor], Tensor], vals: Tensor, vecs: Tensor, shape: torch.Size
 ) -> tuple[Tensor, Tensor]:
@@ -85,8 +91,7 @@ def _in_range(
     of the projection (``||P v|| > 1/2``); every sample must keep the same number."""
     n, d = vals.shape
     owner = torch.arange(n, device=vals.device).repeat_interleave(d)
-    pv = project(vecs.transpose(1, 2).reshape(n * d, *shape), owner).reshape(n, d, d)
-    keep = pv.norm(dim=2) > 0.5
+    keep = _in_projection(project, vecs.transpose(1, 2).reshape(n * d, *shape), owner).view(n, d)
     counts = keep.sum(1)
     if bool((counts != counts[0]).any()):
         raise ConfigError("the projection's rank differs between samples; project each sample separately")
@@ -347,8 +352,7 @@ def _projected_ends(
     smallest and ``kt`` largest, ascending."""
     shape = x.shape[1:]
     vt = torch.from_numpy(vecs.T.copy()).to(x.dtype).to(x.device)
-    pn = project(vt.view(-1, *shape), torch.full((vt.shape[0],), i, device=x.device))
-    keep = (pn.reshape(vt.shape[0], -1).norm(dim=1) > 0.5).cpu().numpy()
+    keep = _in_projection(project, vt.view(-1, *shape), torch.full((vt.shape[0],), i, device=x.device)).cpu().numpy()
     vals, vecs = vals[keep], vecs[:, keep]
     if vals.shape[0] < kt + kb:
         raise RuntimeError(f"sample {i}: Lanczos returned too few eigenpairs in the projected space")
