@@ -116,3 +116,10 @@ def test_curvature_overlap_ks_refused(value: Any) -> None:
 def test_noise_sigmas_refused(sigmas: list[float]) -> None:
     with pytest.raises(ConfigError, match="sigmas"):
         geo.noise_error_rate(_clf(), torch.rand(2, 6), sigmas, n_draws=2, progress=False)
+
+
+@pytest.mark.parametrize("ncv", [1, 2, 7])
+def test_lanczos_basis_size_outside_arpack_range_refused(ncv: int) -> None:
+    """k=1, which='both': ARPACK computes 2 eigenpairs, so ncv must be in (2, D = 6]."""
+    with pytest.raises(ConfigError, match="ncv"):
+        geo.hessian_eigenpairs(_clf(), torch.rand(2, 6), k=1, method="lanczos", ncv=ncv, progress=False)

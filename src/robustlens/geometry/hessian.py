@@ -270,6 +270,10 @@ def _lanczos_spectrum(
         raise ConfigError(
             f"Lanczos needs fewer than D = {d} eigenpairs (asked {ktot}); use method='dense' for small inputs"
         )
+    nev = min(ktot + extra, d - 1)
+    if ncv is not None and not nev < ncv <= d:
+        raise ConfigError(f"hessian_eigenpairs: ncv must be in ({nev}, {d}] (more than the {nev} eigenpairs ARPACK "
+                          f"computes, at most D = {d}), got {ncv}")
     arpack_which = {"top": "LA", "bottom": "SA", "both": "BE"}[which]
     hvp = hvp_fn(clf, loss)
     top_v = torch.zeros(n, kt, dtype=torch.float64)
@@ -307,7 +311,7 @@ def _lanczos_spectrum(
                     v0t = project(v0t.to(x.dtype).to(x.device).view(1, *shape), owner).reshape(d).double().cpu()
                 op = LinearOperator((d, d), matvec=matvec, dtype=np.float64)
                 try:
-                    return eigsh(op, k=min(ktot + extra, d - 1), which=arpack_which, v0=v0t.numpy(), tol=tol,
+                    return eigsh(op, k=nev, which=arpack_which, v0=v0t.numpy(), tol=tol,
                                  ncv=ncv)
                 except ArpackNoConvergence as e:
                     raise ConfigError(
