@@ -21,7 +21,7 @@ from robustlens.attacks.deepfool import DeepFool
 from robustlens.attacks.pgd import PGD
 from robustlens.certify.smoothing import Smoothed
 from robustlens.classifier import Classifier
-from robustlens.geometry.curvature import hessian_eigenpairs
+from robustlens.geometry import hessian_eigenpairs
 from robustlens.geometry.sections import cross_section
 from robustlens.train import PGDAT, Standard, fit
 from robustlens.zoo import create_model

@@ -31,8 +31,8 @@ from torch import Tensor, nn
 
 from robustlens.classifier import Classifier
 from robustlens.data import CIFAR10_MEAN, CIFAR10_STD, load_dataset
+from robustlens.geometry import hessian_eigenpairs
 from robustlens.geometry._common import hvp_fn, orthonormalize
-from robustlens.geometry.curvature import hessian_eigenpairs
 from robustlens.geometry.sections import cross_section, section_directions
 from robustlens.seeding import generator
 from robustlens.zoo import create_model

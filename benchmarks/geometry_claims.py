@@ -41,8 +41,8 @@ from robustlens.attacks.deepfool import DeepFool
 from robustlens.attacks.universal import UniversalPerturbation, fooling_rate, random_fooling_rate
 from robustlens.classifier import Classifier
 from robustlens.data import load_dataset
+from robustlens.geometry import boundary_curvature, hessian_eigenpairs
 from robustlens.geometry._common import hvp_fn
-from robustlens.geometry.curvature import boundary_curvature, hessian_eigenpairs
 from robustlens.geometry.noise import sqrt_d_law
 from robustlens.results import Result
 from robustlens.seeding import generator
@@ -631,7 +631,7 @@ def make_figures(fig_dir: Path, dist: dict[str, Any], sq: Any, uaps: dict[str, A
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from robustlens.geometry.curvature import plot_curvature_profile
+    from robustlens.geometry import plot_curvature_profile
     from robustlens.geometry.noise import plot_sqrt_d
 
     fig_dir.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ from geometry_claims import MODEL_KW, clf_of, section_curvature  # noqa: E402
 from robustlens.attacks.deepfool import DeepFool  # noqa: E402
 from robustlens.classifier import Classifier  # noqa: E402
 from robustlens.data import load_dataset  # noqa: E402
-from robustlens.geometry.curvature import boundary_curvature, hessian_eigenpairs  # noqa: E402
+from robustlens.geometry import boundary_curvature, hessian_eigenpairs  # noqa: E402
 from robustlens.train import PGDAT, Objective, Standard, fit  # noqa: E402
 from robustlens.zoo import create_model, load_model, save_model  # noqa: E402
 

@@ -37,7 +37,7 @@ from robustlens.attacks.pgd import PGD
 from robustlens.attacks.square import Square
 from robustlens.attacks.universal import UniversalPerturbation
 from robustlens.certify import Smoothed, certify_dataset, interval_bounds
-from robustlens.geometry.curvature import gradient_alignment, hessian_eigenpairs, taylor_error
+from robustlens.geometry import gradient_alignment, hessian_eigenpairs, taylor_error
 from robustlens.geometry.noise import directional_distance, noise_error_rate, sqrt_d_law
 from robustlens.geometry.sections import cross_section
 from robustlens.runner import run_evaluation

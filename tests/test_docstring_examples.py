@@ -7,10 +7,14 @@ import doctest
 import pytest
 
 from robustlens.attacks import AutoAttack, autoattack
+from robustlens.geometry import boundary_curvature, cross_section, hessian_eigenpairs
 from robustlens.metrics import evaluate_minimal
 
 
-@pytest.mark.parametrize("obj", [AutoAttack, autoattack, evaluate_minimal], ids=lambda o: o.__name__)
+@pytest.mark.parametrize(
+    "obj", [AutoAttack, autoattack, evaluate_minimal, cross_section, hessian_eigenpairs, boundary_curvature],
+    ids=lambda o: o.__name__,
+)
 def test_docstring_example_runs(obj: object) -> None:
     tests = doctest.DocTestFinder(recurse=False).find(obj, globs={})
     assert tests and tests[0].examples, f"{obj} has no example"

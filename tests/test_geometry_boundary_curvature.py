@@ -10,7 +10,7 @@ from models import Affine
 from torch import nn
 
 from robustlens import Classifier
-from robustlens.geometry.curvature import boundary_curvature, hessian_eigenpairs
+from robustlens.geometry import boundary_curvature, hessian_eigenpairs
 
 D = 16
 

@@ -8,7 +8,7 @@ from models import Affine
 from torch import nn
 
 from robustlens import Classifier
-from robustlens.geometry.curvature import (
+from robustlens.geometry import (
     curvature_profile,
     gradient_alignment,
     hessian_eigenpairs,

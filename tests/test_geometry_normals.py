@@ -14,7 +14,7 @@ from robustlens import Classifier
 from robustlens.attacks.deepfool import DeepFool
 from robustlens.attacks.fgsm import FGSM
 from robustlens.errors import ConfigError, InputError
-from robustlens.geometry.curvature import hessian_eigenpairs
+from robustlens.geometry import hessian_eigenpairs
 from robustlens.geometry.normals import (
     NormalSpectrum,
     NormalsResult,

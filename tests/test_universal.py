@@ -86,7 +86,7 @@ def test_uap_linf_respects_the_ball_and_rejects_bad_settings() -> None:
 def test_uap_energy_lies_in_the_high_curvature_subspace() -> None:
     """Sec. II-C: the UAP's energy concentrates in the top input-Hessian eigenvectors (here the planted direction
     carries the curvature of the loss, s^2 p0 (1 - p0) u u^T), far above the k / D of a random vector."""
-    from robustlens.geometry.curvature import hessian_eigenpairs
+    from robustlens.geometry import hessian_eigenpairs
 
     model = Planted()
     clf = Classifier(model, bounds=(-3.0, 3.0))

@@ -1,19 +1,14 @@
 """Decision-boundary geometry (paper Sec. II-A, II-C, II-D, III-B1): cross-sections, noise robustness,
-curvature, boundary normals, subspace margins and neural anisotropy directions."""
+curvature, boundary normals, subspace margins and neural anisotropy directions.
 
-from .curvature import (
-    AlignmentResult,
-    BoundaryCurvature,
-    HessianSpectrum,
-    TaylorResult,
-    boundary_curvature,
-    curvature_profile,
-    gradient_alignment,
-    hessian_eigenpairs,
-    input_hessian,
-    plot_curvature_profile,
-    taylor_error,
-)
+One module per analysis (its result, function, plot and registration, :mod:`robustlens.analyses`); the package
+re-exports the public names of its modules. Paper: Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in
+the face of adversity: Understanding and improving deep learning through adversarial robustness", Proc. IEEE 2021.
+"""
+
+from .alignment import AlignmentResult, gradient_alignment
+from .boundary_shape import BoundaryCurvature, boundary_curvature
+from .hessian import HessianSpectrum, curvature_profile, hessian_eigenpairs, input_hessian, plot_curvature_profile
 from .noise import (
     DirectionalResult,
     NoiseResult,
@@ -55,6 +50,7 @@ from .subspaces import (
     random_subspaces,
     subspace_margins,
 )
+from .taylor import TaylorResult, taylor_error
 from .tracker import MarginTracker, MarginTrackResult, plot_margin_evolution
 
 __all__ = [

@@ -7,7 +7,8 @@ when calling the model. No module of ``robustlens.geometry`` re-implements these
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -15,21 +16,94 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..classifier import Classifier, resolve_loss
-from ..errors import ConfigError, InputError
+from ..classifier import NO_GRADIENT_PATH, Classifier, resolve_loss
+from ..errors import ConfigError, InputError, RobustLensError, RobustLensWarning
+from ..ops import finite_rows
 
 LossSpec = str | Callable[[Tensor, Tensor], Tensor]
 
 
-def prepare(clf: Classifier, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Validate a batch and return it with labels (the model's predictions when ``y`` is omitted)."""
+STOCHASTIC = (
+    "{owner} reads the model as a fixed function (its decision or its derivatives at many points), but the "
+    "classifier is declared stochastic: one random draw per point is not the model's decision, and derivatives of "
+    "one draw are not the model's. Analyse a deterministic copy (dropout off, no injected noise), or use an attack "
+    "or robust_accuracy, which average over draws"
+)
+
+
+def require_deterministic(clf: Classifier, owner: str) -> None:
+    """A :class:`ConfigError` for a classifier declared ``stochastic`` (see :data:`STOCHASTIC`)."""
+    if clf.stochastic:
+        raise ConfigError(STOCHASTIC.format(owner=owner))
+
+
+def prepare(clf: Classifier, x: Tensor, y: Tensor | None = None, owner: str = "this geometry analysis"
+            ) -> tuple[Tensor, Tensor]:
+    """Validate a batch and return it with labels (the model's predictions when ``y`` is omitted); a declared
+    stochastic classifier is refused (:func:`require_deterministic`), and so are inputs whose logits are NaN or Inf
+    (:meth:`Classifier.predict` raises; derivatives of such a model can still look finite)."""
+    require_deterministic(clf, owner)
     x, y = clf.validate(x, None if y is None else torch.as_tensor(y))
-    if y is None:
-        y = clf.predict(x, validate=False)
-    return x.detach(), y
+    pred = clf.predict(x, validate=False)
+    return x.detach(), pred if y is None else y
 
 
-def single(clf: Classifier, x: Tensor, y: Tensor | int | None = None) -> tuple[Tensor, Tensor]:
+def prepare_differentiable(clf: Classifier, x: Tensor, y: Tensor | None, owner: str) -> tuple[Tensor, Tensor]:
+    """:func:`prepare` for an analysis that differentiates the model through ``torch.func``: a model whose logits
+    do not depend differentiably on the input is refused (``torch.func`` would return zero derivatives for it,
+    silently)."""
+    x, y = prepare(clf, x, y, owner)
+    require_gradient_path(clf, x[:1])
+    return x, y
+
+
+def require_gradient_path(clf: Classifier, x: Tensor) -> None:
+    """A clear error when the logits at ``x`` do not depend differentiably on ``x`` (one uncounted pass)."""
+    with clf.analysis_mode(), torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        z = logits_fn(clf)(xg)
+        g = torch.autograd.grad(z.sum(), xg, allow_unused=True)[0] if z.requires_grad else None
+    if g is None:
+        raise RobustLensError(NO_GRADIENT_PATH)
+
+
+NONFINITE_GRADIENT = (
+    "a non-differentiable operation such as sqrt or log at 0 in the model or its preprocessing, or an overflow. "
+    "Fix the model (e.g. sqrt(x + 1e-12)) or drop those samples"
+)
+NONFINITE_LOGITS = (
+    "the model returns NaN or Inf logits there (overflow, or log or division by zero in forward). Fix the model or "
+    "choose points where it is finite"
+)
+
+
+def require_finite_rows(
+    values: Tensor, owner: str, what: str, samples: Sequence[int] | None = None, *, cause: str = NONFINITE_GRADIENT
+) -> None:
+    """An :class:`InputError` naming the samples whose row of ``values`` ``(m, ...)`` holds NaN or Inf, and the
+    likely ``cause``. ``samples`` are the indices to name for the rows (default ``0..m-1``).
+    """
+    bad = (~finite_rows(values)).nonzero().flatten().tolist()
+    if not bad:
+        return
+    names = [samples[i] for i in bad] if samples is not None else bad
+    shown = ", ".join(str(i) for i in names[:8]) + (", ..." if len(names) > 8 else "")
+    raise InputError(
+        f"{owner}: {what} is NaN or Inf for {len(names)} sample(s) (index {shown}): {cause}"
+    )
+
+
+def warn_unmeasured(owner: str, mask: Tensor, why: str, value: str = "NaN", stacklevel: int = 3) -> None:
+    """One :class:`~robustlens.RobustLensWarning` when ``mask`` marks samples whose result is ``value`` because
+    ``why`` (nothing when the mask is empty)."""
+    k = int(mask.sum())
+    if k:
+        warnings.warn(f"{owner}: {why} for {k} of {mask.numel()} samples; their values are {value}",
+                      RobustLensWarning, stacklevel=stacklevel)
+
+
+def single(clf: Classifier, x: Tensor, y: Tensor | int | None = None, owner: str = "this geometry analysis"
+           ) -> tuple[Tensor, Tensor]:
     """Accept one input given with or without its batch dimension; return ``(1, *shape)`` and ``(1,)``.
 
     While the classifier does not know its input shape yet, a 3-d tensor is read as one ``(C, H, W)`` image (so
@@ -49,7 +123,7 @@ def single(clf: Classifier, x: Tensor, y: Tensor | int | None = None) -> tuple[T
     elif x.ndim < 2:
         x = x.unsqueeze(0)
     yy = None if y is None else torch.as_tensor(y).reshape(1)
-    return prepare(clf, x, yy)
+    return prepare(clf, x, yy, owner)
 
 
 def logits_fn(clf: Classifier) -> Callable[[Tensor], Tensor]:
@@ -185,6 +259,7 @@ def ray_boundary_distance(
 ) -> tuple[Tensor, int]:
     """Distance from ``x_i`` along each unit ray ``dirs[i, m]`` to the first point classified other than ``y_i``.
 
+    A point whose logits are NaN or Inf does not count as a crossing (a warning says how many there were).
     A batched line search (paper eq. 20, one-sided): the rays are scanned on a grid of ``n_grid`` steps up to
     ``max_dist`` (geometric from ``max_dist / 1000``, or uniform), a ray leaves the scan as soon as it crosses,
     then all crossed rays are bisected together until the bracket is below ``rtol`` relative width. Rays that do
@@ -215,6 +290,7 @@ def ray_boundary_distance(
     hi = torch.full((n * m,), float("inf"), dtype=x.dtype, device=x.device)
     active = torch.arange(n * m, device=x.device)
     passes = 0
+    nonfinite = [0]
 
     def crossed(idx: Tensor, alpha: Tensor) -> Tensor:
         out = torch.empty(idx.shape[0], dtype=torch.bool, device=x.device)
@@ -224,7 +300,9 @@ def ray_boundary_distance(
             return (xf[owner[r]] + alpha[s, None] * df[r]).view(-1, *shape)
 
         def red(z: Tensor, s: slice) -> None:
-            out[s] = z.argmax(1) != lab[idx[s]]
+            fin = finite_rows(z)
+            nonfinite[0] += int((~fin).sum())
+            out[s] = fin & (z.argmax(1) != lab[idx[s]])
 
         evaluate_points(clf, make, idx.shape[0], red, batch_size=batch_size)
         return out
@@ -261,4 +339,7 @@ def ray_boundary_distance(
         below = torch.where(first > 0, pts[rows, (first - 1).clamp_min(0)], lo[br])
         lo[br] = torch.where(any_hit, below, pts[:, -1])
         hi[br] = torch.where(any_hit, pts[rows, first], hi[br])
+    if nonfinite[0]:
+        warnings.warn(f"the model returned NaN or Inf logits at {nonfinite[0]} point(s) of the line search to the "
+                      f"boundary; they count as not crossing it. {NONFINITE_LOGITS}", RobustLensWarning, stacklevel=3)
     return hi.view(n, m), passes

@@ -11,6 +11,9 @@ sphere, ``||r_v|| / ||r*|| = 1 / |t|`` and ``t^2 ~ Beta(1/2, (D-1)/2)``. Hence `
 exactly (the "RMS constant" below is 1), and the median ratio is ``1 / sqrt(median Beta(1/2, (D-1)/2))``, which
 tends to ``sqrt(D) / Phi^{-1}(3/4) ~ 1.4826 sqrt(D)``. The mean ratio itself is infinite (``t`` has positive
 density at 0), which is why medians and inverse moments are reported.
+
+Paper: Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the face of adversity: Understanding and
+improving deep learning through adversarial robustness", Proc. IEEE 2021 (Sec. II-A and III-B1, eq. 7, 20, 21).
 """
 
 from __future__ import annotations
@@ -25,12 +28,16 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..analyses import register_analysis
+from ..checks import COUNT, NON_NEGATIVE_INT, OPEN_UNIT, OPTIONAL_COUNT, Number, checked
 from ..classifier import Classifier
 from ..errors import ConfigError
 from ..ops import per_sample
 from ..results import Result
 from ..seeding import SampleRNG, generator
 from ._common import evaluate_points, prepare, ray_boundary_distance
+
+OPTIONAL_POSITIVE = Number(low=0, low_open=True, optional=True)
 
 
 @dataclass
@@ -54,6 +61,14 @@ class NoiseResult(Result):
     seed: int = 0
 
 
+def _smoke_noise(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> NoiseResult:
+    span = clf.bounds[1] - clf.bounds[0]
+    return noise_error_rate(clf, x, [0.05 * span, 0.5 * span], n_draws=4, seed=seed, progress=False)
+
+
+@register_analysis("noise-error-rate", kind="geometry", smoke=_smoke_noise, needs_gradients=False,
+                   summary="error rate under Gaussian noise of each sigma (eq. 7)")
+@checked(n_draws=COUNT, batch_size=OPTIONAL_COUNT)
 def noise_error_rate(
     clf: Classifier,
     x: Tensor,
@@ -74,12 +89,10 @@ def noise_error_rate(
     """
     from scipy.stats import binomtest
 
-    if n_draws < 1:
-        raise ConfigError(f"n_draws must be >= 1, got {n_draws}")
     sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
-    if sig.numel() == 0 or bool((sig < 0).any()):
-        raise ConfigError("sigmas must be a non-empty list of standard deviations >= 0")
-    x, _ = prepare(clf, x)
+    if sig.numel() == 0 or not bool((torch.isfinite(sig) & (sig >= 0)).all()):
+        raise ConfigError(f"sigmas must be a non-empty list of finite standard deviations >= 0, got {sigmas!r}")
+    x, _ = prepare(clf, x, owner="noise_error_rate")
     n, shape = x.shape[0], x.shape[1:]
     clean = clf.predict(x, validate=False)
     rng = SampleRNG(seed, indices, n=n)
@@ -147,6 +160,13 @@ class DirectionalResult(Result):
     seed: int = 0
 
 
+def _smoke_directional(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> DirectionalResult:
+    return directional_distance(clf, x, n_directions=3, n_grid=8, seed=seed, progress=False)
+
+
+@register_analysis("directional-distance", kind="geometry", smoke=_smoke_directional, needs_gradients=False,
+                   summary="distance to the boundary along random directions (eq. 20)")
+@checked(n_directions=COUNT, max_dist=OPTIONAL_POSITIVE, n_grid=COUNT, rtol=OPEN_UNIT, batch_size=OPTIONAL_COUNT)
 def directional_distance(
     clf: Classifier,
     x: Tensor,
@@ -171,11 +191,9 @@ def directional_distance(
         directions: ``(N, M, *input_shape)`` unit directions to use instead of random ones.
         max_dist: scan length; default ``(high - low) * sqrt(D)``, the diagonal of the data box.
     """
-    x, _ = prepare(clf, x)
+    x, _ = prepare(clf, x, owner="directional_distance")
     n, shape, d = x.shape[0], x.shape[1:], x[0].numel()
     if directions is None:
-        if n_directions < 1:
-            raise ConfigError(f"n_directions must be >= 1, got {n_directions}")
         v = random_unit_directions(n, n_directions, shape, seed=seed, indices=indices, dtype=x.dtype).to(x.device)
     else:
         if directions.shape[0] != n or tuple(directions.shape[2:]) != tuple(shape):
@@ -235,6 +253,13 @@ class SqrtDResult(Result):
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+def _smoke_sqrt_d(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> SqrtDResult:
+    return sqrt_d_law(clf, x, y, n_directions=3, n_bootstrap=5, seed=seed, progress=False)
+
+
+@register_analysis("sqrt-d-law", kind="geometry", smoke=_smoke_sqrt_d,
+                   summary="random-noise distance against sqrt(D) times the adversarial one (eq. 21)")
+@checked(n_directions=COUNT, max_dist=OPTIONAL_POSITIVE, n_bootstrap=NON_NEGATIVE_INT, batch_size=OPTIONAL_COUNT)
 def sqrt_d_law(
     clf: Classifier,
     x: Tensor,
@@ -254,7 +279,7 @@ def sqrt_d_law(
     ``adversarial_norm`` is ``||r*(x)||_2`` per sample; when omitted it is computed by DeepFool (L2). Samples
     without a finite adversarial norm are dropped from the fit.
     """
-    x, y = prepare(clf, x, y)
+    x, y = prepare(clf, x, y, "sqrt_d_law")
     d = x[0].numel()
     if adversarial_norm is None:
         from ..attacks.deepfool import DeepFool

@@ -14,7 +14,10 @@ Moosavi-Dezfooli, Frossard, Soatto, "Empirical study of the topology and geometr
   normal subspaces) against random subspaces of the same sizes.
 - :func:`transferability_matrix`: attacks crafted on model A evaluated on model B, for several models.
 - :func:`curvature_overlap`: the energy of each normal inside the top-k input-Hessian eigenvectors
-  (:mod:`robustlens.geometry.curvature`, eq. 16) against the ``k / D`` of a random direction.
+  (:mod:`robustlens.geometry.hessian`, eq. 16) against the ``k / D`` of a random direction.
+
+Paper: Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the face of adversity: Understanding and
+improving deep learning through adversarial robustness", Proc. IEEE 2021 (Sec. II-C).
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..analyses import register_analysis
 from ..attacks.base import Attack, MinimalNormAttack
+from ..checks import COUNT, NON_NEGATIVE_INT, OPTIONAL_COUNT, POSITIVE, check, checked
 from ..classifier import Classifier
 from ..errors import ConfigError, InputError
 from ..results import Result
 from ..seeding import generator
-from ._common import LossSpec, prepare, unit
+from ._common import LossSpec, prepare, require_deterministic, unit
 
 ENERGY_LEVELS = (0.5, 0.9, 0.99)
 
@@ -79,12 +84,22 @@ class NormalsResult(Result):
         return unit(self.perturbations[keep])
 
 
+def _smoke_collect(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> NormalsResult:
+    from ..attacks.deepfool import DeepFool
+
+    return collect_normals(clf, (x, y), attack=DeepFool(norm=2, max_iter=10), batch_size=max(1, x.shape[0] // 2),
+                           seed=seed, progress=False)
+
+
+@register_analysis("collect-normals", kind="geometry", smoke=_smoke_collect,
+                   summary="minimal L2 perturbations (boundary normals) over a data set (eq. 8-9)")
+@checked(batch_size=OPTIONAL_COUNT)
 def collect_normals(
     clf: Classifier,
     data: Any,
     *,
     attack: Attack | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     seed: int = 0,
     indices: Tensor | Sequence[int] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
@@ -99,11 +114,13 @@ def collect_normals(
         data: ``(x, y)``, ``x`` alone (the predictions are attacked), a dict or a dataset.
         attack: a minimal-norm L2 attack; default ``DeepFool(norm=2, clip=False)``: the normal of the boundary
             of the model itself, without the box constraint bending the direction at saturated pixels.
-        batch_size, seed, indices, state_dir, resume, overwrite, progress: as in
-            :func:`robustlens.runner.run_evaluation` (the attack gets the dataset indices, so results do not
-            depend on batching).
+        batch_size: samples attacked together (default ``clf.batch_size``); the results do not depend on it (the
+            attack gets the dataset indices).
+        seed, indices, state_dir, resume, overwrite, progress: as in :func:`robustlens.runner.run_evaluation`.
     """
     from ..runner import run_evaluation
+
+    require_deterministic(clf, "collect_normals")
 
     atk = attack if attack is not None else _default_attack()
     if not isinstance(atk, MinimalNormAttack) or atk.p != 2:
@@ -120,8 +137,9 @@ def collect_normals(
         }
 
     config = {"analysis": "normals", "attack": atk.name, "settings": atk.settings}
-    ev = run_evaluation(fn, data, state_dir=state_dir, batch_size=batch_size, config=config, seed=seed, model=clf,
-                        indices=indices, resume=resume, overwrite=overwrite, progress=progress, desc="normals")
+    ev = run_evaluation(fn, data, state_dir=state_dir, batch_size=batch_size or clf.batch_size, config=config,
+                        seed=seed, model=clf, indices=indices, resume=resume, overwrite=overwrite, progress=progress,
+                        desc="normals")
     x0 = data[0] if isinstance(data, (tuple, list)) else getattr(data, "x", None)
     shape = list(x0.shape[1:]) if isinstance(x0, Tensor) else list(clf.input_shape or [ev["perturbations"].shape[1]])
     return NormalsResult(
@@ -177,6 +195,7 @@ def _k_for(energy: Tensor, fraction: float) -> int:
     return int(hit[0]) + 1 if hit.numel() else -1
 
 
+@checked(rank=OPTIONAL_COUNT)
 def normal_spectrum(
     normals: NormalsResult | Tensor,
     *,
@@ -210,8 +229,6 @@ def normal_spectrum(
         _, s, vh = torch.linalg.svd(a, full_matrices=False)
         basis, method = vh.T, "full"
     else:
-        if rank < 1:
-            raise ConfigError(f"rank must be >= 1, got {rank}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(generator(seed, "svd").initial_seed()) % (2**63))
             _, s, v = torch.svd_lowrank(a, q=min(full, rank + 10), niter=6)
@@ -268,6 +285,7 @@ class SubspaceComparison(Result):
         return float(self.angles.median())
 
 
+@checked(n_random=NON_NEGATIVE_INT)
 def compare_subspaces(
     a: Tensor, b: Tensor, *, n_random: int = 20, seed: int = 0, names: tuple[str, str] = ("a", "b")
 ) -> SubspaceComparison:
@@ -316,13 +334,23 @@ class TransferResult(Result):
     seed: int = 0
 
 
+def _smoke_transfer(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> TransferResult:
+    from ..attacks.deepfool import DeepFool
+
+    return transferability_matrix({"a": clf, "b": clf}, (x, y), attack=DeepFool(norm=2, max_iter=10), scale=1.5,
+                                  batch_size=max(1, x.shape[0] // 2), seed=seed, progress=False)
+
+
+@register_analysis("transferability-matrix", kind="geometry", smoke=_smoke_transfer,
+                   summary="adversarial examples of each model evaluated on every model (Sec. II-C)")
+@checked(scale=POSITIVE, batch_size=OPTIONAL_COUNT)
 def transferability_matrix(
     models: Mapping[str, Classifier],
     data: Any,
     *,
     attack: Attack | None = None,
     scale: float = 1.0,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     seed: int = 0,
     indices: Tensor | Sequence[int] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
@@ -339,18 +367,18 @@ def transferability_matrix(
         attack: default ``DeepFool(norm=2)`` (clipped to the bounds); any attack works (e.g. PGD at an eps).
         scale: multiply each perturbation by ``scale`` (then clip) before evaluating it: minimal perturbations
             sit just past the source's boundary, and a factor > 1 is the usual way to study transfer.
-        batch_size, seed, indices, state_dir, resume, overwrite, progress: as in
-            :func:`robustlens.runner.run_evaluation`.
+        batch_size: samples attacked together (default: the smallest ``batch_size`` of the classifiers).
+        seed, indices, state_dir, resume, overwrite, progress: as in :func:`robustlens.runner.run_evaluation`.
     """
     from ..attacks.deepfool import DeepFool
     from ..runner import model_hash, run_evaluation
 
     if not models:
         raise ConfigError("give at least one model: models={'name': Classifier, ...}")
-    if scale <= 0:
-        raise ConfigError(f"scale must be > 0, got {scale}")
     names = list(models)
     clfs = [models[n] for n in names]
+    for n, c in zip(names, clfs, strict=True):
+        require_deterministic(c, f"transferability_matrix (model {n!r})")
     atk = attack if attack is not None else DeepFool(norm=2)
     m = len(clfs)
 
@@ -369,7 +397,8 @@ def transferability_matrix(
 
     config = {"analysis": "transferability", "attack": atk.name, "settings": atk.settings, "scale": scale,
               "models": {n: model_hash(c) for n, c in zip(names, clfs, strict=True)}}
-    ev = run_evaluation(fn, data, state_dir=state_dir, batch_size=batch_size, config=config, seed=seed,
+    bs = batch_size or min(c.batch_size for c in clfs)
+    ev = run_evaluation(fn, data, state_dir=state_dir, batch_size=bs, config=config, seed=seed,
                         indices=indices, resume=resume, overwrite=overwrite, progress=progress, desc="transfer")
     fooled, correct = ev["fooled"].bool(), ev["correct"].bool()
     both = correct[:, :, None] & correct[:, None, :]  # (N, M, M)
@@ -407,6 +436,12 @@ class CurvatureOverlapResult(Result):
     dim: int
 
 
+def _smoke_overlap(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> CurvatureOverlapResult:
+    return curvature_overlap(clf, x, y, ks=(1, 2), seed=seed)
+
+
+@register_analysis("curvature-overlap", kind="geometry", smoke=_smoke_overlap,
+                   summary="energy of the boundary normals in the top Hessian eigenvectors (Sec. II-C, eq. 16)")
 def curvature_overlap(
     clf: Classifier,
     x: Tensor,
@@ -426,20 +461,20 @@ def curvature_overlap(
         clf, x, y: the classifier, inputs and loss labels (default: the predictions).
         normals: ``(N, *shape)`` perturbations ``r*(x)`` (rows normalised here); default DeepFool (L2, unclipped).
         ks: subspace sizes; the largest must not exceed the eigenpairs available.
-        spectrum: a :class:`~robustlens.geometry.curvature.HessianSpectrum` of the same inputs with eigenvectors;
-            computed with :func:`~robustlens.geometry.curvature.hessian_eigenpairs` (``k = max(ks)``) when omitted.
+        spectrum: a :class:`~robustlens.geometry.hessian.HessianSpectrum` of the same inputs with eigenvectors;
+            computed with :func:`~robustlens.geometry.hessian.hessian_eigenpairs` (``k = max(ks)``) when omitted.
         which: ``"top"``: the eigenvectors of the largest eigenvalues; ``"abs"``: of the largest absolute
             eigenvalues among the top and bottom ones computed.
         loss, seed, progress: passed to ``hessian_eigenpairs``.
     """
-    from .curvature import hessian_eigenpairs
+    from .hessian import hessian_eigenpairs
 
     if which not in ("top", "abs"):
         raise ConfigError(f"which must be 'top' or 'abs', got {which!r}")
-    ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] < 1:
-        raise ConfigError(f"ks must be positive subspace sizes, got {ks}")
-    x, y = prepare(clf, x, y)
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence) or not ks:
+        raise ConfigError(f"curvature_overlap: ks must be a non-empty list of subspace sizes, got {ks!r}")
+    ks = sorted({check(k, "ks", COUNT, "curvature_overlap") for k in ks})
+    x, y = prepare(clf, x, y, "curvature_overlap")
     n, d = x.shape[0], x[0].numel()
     kmax = ks[-1]
     if spectrum is None:

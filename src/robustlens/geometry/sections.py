@@ -5,11 +5,15 @@ in large no-grad batches. The plane can be spanned by random directions, the Dee
 the minimal L2 perturbation, Moosavi-Dezfooli et al., CVPR 2016), the loss gradient, the top eigenvectors of the
 input Hessian of the loss (Moosavi-Dezfooli et al., "Robustness via curvature regularization, and vice versa",
 CVPR 2019) or user-given vectors. Plotting is separate (:func:`plot_section`).
+
+Paper: Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the face of adversity: Understanding and
+improving deep learning through adversarial robustness", Proc. IEEE 2021 (Sec. II-A, eq. 6, Figs. 3 and 4b).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,21 +22,28 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..analyses import register_analysis
+from ..checks import OPTIONAL_COUNT, POSITIVE, Number, check, checked
 from ..classifier import Classifier, resolve_loss
-from ..errors import ConfigError
-from ..ops import logit_margin
+from ..errors import ConfigError, InputError, RobustLensWarning
+from ..ops import finite_rows, logit_margin
 from ..results import Result
 from ..seeding import generator
 from ._common import (
+    NONFINITE_GRADIENT,
+    NONFINITE_LOGITS,
     LossSpec,
     evaluate_points,
     orthonormalize,
     ray_boundary_distance,
+    require_finite_rows,
     single,
 )
 
 DirectionSpec = str | Tensor
 _NAMED = ("random", "adversarial", "gradient", "curvature")
+GRID = Number(integer=True, low=2)
+OPTIONAL_FINITE = Number(optional=True)
 
 
 @dataclass
@@ -41,7 +52,8 @@ class SectionResult(Result):
 
     Attributes:
         alphas1, alphas2: grid coordinates along ``u1`` (columns) and ``u2`` (rows), in L2 units.
-        labels: ``(len(alphas2), len(alphas1))`` predicted class at each grid point.
+        labels: ``(len(alphas2), len(alphas1))`` predicted class at each grid point (``-1`` where the logits are
+            NaN or Inf, with a warning).
         margins: logit margin ``z_c - max_{k != c} z_k`` of the clean decision ``c``; negative past the boundary.
         loss: the loss of label ``label`` at each point (the loss-landscape section, Fig. 4b).
         directions: ``(2, *input_shape)`` the orthonormal ``u1, u2``.
@@ -89,18 +101,27 @@ def _direction(
     if isinstance(spec, Tensor):
         if spec.numel() != d:
             raise ConfigError(f"a user direction must have {d} entries (the input size), got {spec.numel()}")
-        return spec.detach().to(x).reshape(d), "user"
+        v = spec.detach().to(x).reshape(d)
+        if not bool(torch.isfinite(v).all()):
+            raise ConfigError("a user direction holds NaN or Inf entries; pass a finite vector")
+        return v, "user"
     if spec == "random":
         g = generator(seed, "section-direction", slot)
         return torch.randn(d, generator=g, dtype=x.dtype).to(x.device), "random"
     if spec == "gradient":
         _, grad = clf.loss_and_input_grad(x, y, loss=loss, validate=False)
+        require_finite_rows(grad, "cross_section", "the input gradient of the loss (the 'gradient' direction)")
         return grad.reshape(d), "gradient"
     if spec == "adversarial":
         if "adversarial" not in cache:
             from ..attacks.deepfool import DeepFool
 
-            res = DeepFool(norm=2)(clf, x, y)
+            res = DeepFool(norm=2)(clf, x, y, seed=seed)
+            if res.stopped is not None and bool(res.stopped.any()):
+                raise InputError(
+                    "cross_section: DeepFool stopped on a NaN or Inf gradient at this input, so its boundary normal "
+                    f"is unknown: {NONFINITE_GRADIENT}"
+                )
             if not bool(res.success.all()):
                 raise ConfigError(
                     "DeepFool found no adversarial example for this input, so there is no boundary normal; "
@@ -110,7 +131,7 @@ def _direction(
         return cache["adversarial"], "adversarial"
     if spec == "curvature":
         if "curvature" not in cache:
-            from .curvature import hessian_eigenpairs
+            from .hessian import hessian_eigenpairs
 
             cache["curvature"] = hessian_eigenpairs(clf, x, y, k=2, which="top", loss=loss, seed=seed, progress=False)
         i = cache.setdefault("curv_next", 0)
@@ -134,7 +155,7 @@ def section_directions(
     ``"gradient"`` (the loss gradient), ``"curvature"`` (the next top eigenvector of the input Hessian of the loss)
     or a tensor; the second is orthogonalised against the first (Gram-Schmidt), the first keeps its direction.
     """
-    xb, yb = single(clf, x, y)
+    xb, yb = single(clf, x, y, "section_directions")
     u, names, _ = _directions(clf, xb, yb, directions, loss, seed)
     return u, names
 
@@ -155,6 +176,13 @@ def _directions(
     return u.view(2, *xb.shape[1:]), names, cache
 
 
+def _smoke(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> list[SectionResult]:
+    return [cross_section(clf, xi, yi, resolution=3, seed=seed, progress=False) for xi, yi in zip(x, y, strict=True)]
+
+
+@register_analysis("cross-section", kind="geometry", smoke=_smoke,
+                   summary="the decision boundary and the loss on a plane through one input (eq. 6, Figs. 3, 4b)")
+@checked(coarse=Number(integer=True, low=2), batch_size=OPTIONAL_COUNT)
 def cross_section(
     clf: Classifier,
     x: Tensor,
@@ -198,10 +226,33 @@ def cross_section(
         coarse: the coarse step of ``refine="adaptive"`` in grid points (a power of two; 8 by default, so a
             201 x 201 grid starts from 26 x 26 points).
 
-    The grid is built chunk by chunk, so a 201 x 201 section of a CIFAR-10 model never holds more than one
-    chunk of images in memory. The distances along the four half-axes are refined by bisection.
+    The grid is built chunk by chunk (``batch_size`` points per forward pass), so a 201 x 201 section of a
+    CIFAR-10 model never holds more than one chunk of images in memory. The distances along the four half-axes are
+    refined by bisection. Grid points whose logits are NaN or Inf get label ``-1`` (with a warning); a declared
+    stochastic classifier is refused.
+
+    Ortiz-Jimenez et al., "Optimism in the face of adversity", Proc. IEEE 2021, eq. (6) and Fig. 3; the sections
+    along the DeepFool normal and a random direction follow Fawzi, Moosavi-Dezfooli, Frossard, Soatto, "Empirical
+    study of the topology and geometry of deep networks", CVPR 2018.
+
+    Example (a linear model: the boundary on the plane is a straight line, crossed along the adversarial direction
+    at the DeepFool distance):
+        >>> import torch
+        >>> from robustlens import Classifier
+        >>> from robustlens.geometry import cross_section
+        >>> _ = torch.manual_seed(0)
+        >>> clf = Classifier(torch.nn.Linear(10, 3), input_shape=(10,))
+        >>> x = torch.rand(10)
+        >>> sec = cross_section(clf, x, resolution=21, progress=False)
+        >>> sec.labels.shape, sec.direction_names
+        (torch.Size([21, 21]), ['adversarial', 'random'])
+        >>> int(sec.labels[10, 10]) == sec.clean_label  # x is the centre of the grid
+        True
+        >>> d = sec.axis_distance["+u1"]  # the extent is three DeepFool distances
+        >>> bool(abs(3 * d - float(sec.alphas1[-1])) < 0.1 * float(sec.alphas1[-1]))
+        True
     """
-    xb, yb = single(clf, x, y)
+    xb, yb = single(clf, x, y, "cross_section")
     start = clf.counter.forward
     cache: dict[str, Any]
     if isinstance(directions, Tensor):
@@ -217,9 +268,7 @@ def cross_section(
         uu, names, cache = _directions(clf, xb, yb, directions, loss, seed)
         u = uu.reshape(2, -1)
     d = u.shape[1]
-    r1, r2 = (resolution, resolution) if isinstance(resolution, int) else resolution
-    if r1 < 2 or r2 < 2:
-        raise ConfigError(f"resolution must be at least 2 points per axis, got {resolution}")
+    r1, r2 = _pair(resolution, "resolution", GRID)
     if refine not in ("dense", "adaptive"):
         raise ConfigError(f"refine must be 'dense' or 'adaptive', got {refine!r}")
     if refine == "adaptive" and (int(coarse) != coarse or coarse < 2 or int(coarse) & (int(coarse) - 1)):
@@ -233,9 +282,7 @@ def cross_section(
             lo, hi = clf.bounds
             e = 0.25 * (hi - lo) * math.sqrt(d) if math.isfinite(hi - lo) else 1.0
         extent = (e, e)
-    e1, e2 = (float(extent), float(extent)) if isinstance(extent, (int, float)) else map(float, extent)
-    if not (e1 > 0 and e2 > 0):
-        raise ConfigError(f"extent must be positive, got {extent}")
+    e1, e2 = _pair(extent, "extent", POSITIVE)
     a1 = torch.linspace(-e1, e1, r1, dtype=xb.dtype, device=xb.device)
     a2 = torch.linspace(-e2, e2, r2, dtype=xb.dtype, device=xb.device)
     n = r1 * r2
@@ -244,6 +291,7 @@ def cross_section(
     lss = torch.empty(n, dtype=xb.dtype, device=xb.device)
     xf = xb.reshape(1, d)
     lfn = resolve_loss(loss)
+    nonfinite = [0]
 
     def evaluate(idx: Tensor, desc: str) -> None:
         """Run the model on the flat grid indices ``idx`` (row-major, ``r2 x r1``) and store the results."""
@@ -255,7 +303,9 @@ def cross_section(
 
         def red(z: Tensor, s: slice) -> None:
             k, ij = z.shape[0], idx[s]
-            lab[ij] = z.argmax(1)
+            fin = finite_rows(z)
+            nonfinite[0] += int((~fin).sum())
+            lab[ij] = torch.where(fin, z.argmax(1), -1)
             mar[ij] = logit_margin(z, clean.expand(k))
             lss[ij] = lfn(z, yb.expand(k))
 
@@ -281,6 +331,10 @@ def cross_section(
             clf, xb, clean, rays.view(1, 4, *xb.shape[1:]), max(e1, e2), geometric=False, n_grid=n_scan,
             batch_size=batch_size, brackets=brackets, per_round=7,
         )
+    if nonfinite[0]:
+        warnings.warn(f"cross_section: the model returned NaN or Inf logits at {nonfinite[0]} grid point(s); their "
+                      f"label is -1 and their margin and loss NaN. {NONFINITE_LOGITS}", RobustLensWarning,
+                      stacklevel=3)
     lim = [e1, e1, e2, e2]
     axis = {
         k: (float(v) if float(v) <= lim[i] * (1 + 1e-9) else float("inf"))
@@ -300,6 +354,18 @@ def cross_section(
         forward_passes=clf.counter.forward - start,
         evaluated=evaluated,
     )
+
+
+def _pair(value: Any, name: str, rule: Number) -> tuple[Any, Any]:
+    """One value for both axes, or ``(first, second)``, each checked by ``rule``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ConfigError(f"cross_section: {name} must be one value or a pair (first axis, second axis), got "
+                              f"{value!r}")
+        return check(value[0], f"{name}[0]", rule, "cross_section"), check(value[1], f"{name}[1]", rule,
+                                                                             "cross_section")
+    v = check(value, name, rule, "cross_section")
+    return v, v
 
 
 def _axis_brackets(labels: Tensor, a1: Tensor, a2: Tensor, label: int) -> tuple[Tensor, Tensor]:
@@ -417,6 +483,7 @@ def _adaptive_fill(
     return done
 
 
+@checked(vmin=OPTIONAL_FINITE, vmax=OPTIONAL_FINITE)
 def plot_section(
     result: SectionResult,
     ax: Any = None,

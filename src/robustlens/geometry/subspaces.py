@@ -20,6 +20,9 @@ This module builds the subspaces and measures the margins:
 Cost: one DeepFool run per (sample, subspace); each run costs one forward and ``candidates`` backward passes per
 iteration of an unfinished sample, with every sample of a batch attacked together (the floor is
 ``subspaces x DeepFool passes``, counted in ``result.queries``).
+
+Paper: Ortiz-Jimenez, Modas, Moosavi-Dezfooli, Frossard, "Optimism in the face of adversity: Understanding and
+improving deep learning through adversarial robustness", Proc. IEEE 2021 (Sec. III-A, eq. 18, Fig. 8).
 """
 
 from __future__ import annotations
@@ -34,15 +37,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..analyses import register_analysis
+from ..checks import COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, OPTIONAL_COUNT, Pair, checked
 from ..classifier import Classifier
 from ..errors import ConfigError, InputError
 from ..results import Result
 from ..seeding import generator
+from ._common import require_deterministic
 
 INF = float("inf")
 
 
 # ---------------------------------------------------------------------------------------------------- the DCT
+@checked(n=COUNT)
 def dct_matrix(n: int, *, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
     """The orthonormal DCT-II matrix ``C`` (``n x n``): ``C[k, j] = a_k cos(pi (2j + 1) k / (2n))``,
     ``a_0 = sqrt(1/n)``, ``a_k = sqrt(2/n)``. ``C @ v`` is ``scipy.fft.dct(v, norm="ortho")`` and ``C^T = C^{-1}``."""
@@ -194,6 +201,7 @@ def _starts(n: int, size: int, stride: int) -> list[int]:
     return out
 
 
+@checked(block=COUNT, stride=OPTIONAL_COUNT)
 def diagonal_dct_subspaces(
     shape: Sequence[int],
     block: int = 8,
@@ -223,6 +231,7 @@ def diagonal_dct_subspaces(
     return out
 
 
+@checked(block=COUNT, stride=OPTIONAL_COUNT)
 def pixel_block_subspaces(
     shape: Sequence[int],
     block: int = 8,
@@ -249,6 +258,7 @@ def pixel_block_subspaces(
     return out
 
 
+@checked(k=COUNT, n=COUNT)
 def random_subspaces(
     dim: int | Sequence[int], k: int, n: int = 1, *, seed: int = 0, dtype: torch.dtype = torch.float32
 ) -> list[Subspace]:
@@ -284,7 +294,8 @@ class SubspaceMarginResult(Result):
 
     Attributes:
         margins: ``(N, S)``; ``inf`` where DeepFool did not change the decision within ``max_iter`` steps,
-            0 where the clean input is already misclassified.
+            0 where the clean input is already misclassified, ``nan`` (with a warning) where DeepFool stopped on a
+            NaN or Inf gradient or logit (the margin is unknown).
         names, positions, kinds, dims: per subspace.
         labels, clean_correct, indices: per sample.
         median, q_low, q_high: ``(S,)`` median and the ``quantiles`` of the margins over correctly classified
@@ -331,6 +342,16 @@ def _as_subspaces(subspaces: Sequence[Subspace] | Mapping[str, Tensor] | Tensor)
     return out
 
 
+def _smoke(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> SubspaceMarginResult:
+    spaces = diagonal_dct_subspaces(tuple(x.shape[1:]), block=2, stride=2)[:2]
+    return subspace_margins(clf, (x, y), spaces, max_iter=10, batch_size=max(1, x.shape[0] // 2), seed=seed,
+                            progress=False)
+
+
+@register_analysis("subspace-margins", kind="geometry", smoke=_smoke,
+                   summary="the margin inside each subspace, e.g. DCT bands (eq. 18, Fig. 8)")
+@checked(overshoot=NON_NEGATIVE, max_iter=COUNT, candidates=OPTIONAL_COUNT, quantiles=Pair(low=0, high=1),
+         batch_size=OPTIONAL_COUNT)
 def subspace_margins(
     clf: Classifier,
     data: Any,
@@ -340,7 +361,7 @@ def subspace_margins(
     max_iter: int = 50,
     candidates: int | None = None,
     quantiles: tuple[float, float] = (0.25, 0.75),
-    batch_size: int = 256,
+    batch_size: int | None = None,
     seed: int = 0,
     indices: Tensor | Sequence[int] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
@@ -364,7 +385,8 @@ def subspace_margins(
             :func:`random_subspaces`), a dict ``name -> (D, k)`` basis, or one basis.
         overshoot, max_iter, candidates: DeepFool's settings (``candidates=None``: all other classes).
         quantiles: the ``(low, high)`` quantile levels summarised beside the median.
-        batch_size: samples attacked together (and checkpointed together with ``state_dir``).
+        batch_size: samples attacked together (and checkpointed together with ``state_dir``; default
+            ``clf.batch_size``); the margins do not depend on it.
         seed: the run's seed (DeepFool draws nothing; recorded for the fingerprint).
         indices, state_dir, resume, overwrite, progress: as in :func:`~robustlens.runner.run_evaluation`.
 
@@ -374,10 +396,11 @@ def subspace_margins(
     from ..attacks.base import Criterion
     from ..attacks.deepfool import DeepFool
     from ..attacks.subspace import SubspaceAttack
-    from ..norms import lp_norm
+    from ..decision import clean_validity, decide
     from ..runner import run_evaluation, tensor_hash
     from ..seeding import SampleRNG
 
+    require_deterministic(clf, "subspace_margins")
     subs = _as_subspaces(subspaces)
     if not 0.0 <= quantiles[0] <= quantiles[1] <= 1.0:
         raise ConfigError(f"quantiles must be (low, high) levels in [0, 1], got {quantiles}")
@@ -406,15 +429,16 @@ def subspace_margins(
         with clf.analysis_mode():
             with torch.no_grad():
                 clean = clf.forward(x)
+            clean_validity(clean, owner="subspace_margins")
             labels = clean.argmax(1) if y_checked is None else y_checked
             criterion = Criterion(labels)
             correct = clean.argmax(1) == labels
             for atk in attacks:
                 adv = atk.run(clf, x, criterion, SampleRNG(seed, bi, n=x.shape[0])).detach()
-                with torch.no_grad():
-                    fooled = criterion.is_adversarial(clf.forward(adv))
-                dist = lp_norm(adv - x, 2)
-                norm = torch.where(fooled, dist, torch.full_like(dist, INF))
+                dec = decide(clf, x, adv, criterion, p=2, bounds=False, clean_logits=clean)
+                dec.warn("subspace_margins")
+                # a stopped sample (NaN or Inf gradient) has an unknown margin, not an infinite one
+                norm = torch.where(dec.stopped | dec.nonfinite_logits, torch.full_like(dec.norm, math.nan), dec.norm)
                 cols.append(torch.where(correct, norm, torch.zeros_like(norm)))
         fwd, bwd = clf.counter.snapshot()
         queries["forward"] += fwd - start[0]
@@ -426,8 +450,8 @@ def subspace_margins(
         "deepfool": inner.settings,
         "subspaces": [(s.name, s.dim, tensor_hash(s.basis)) for s in subs],
     }
-    ev = run_evaluation(fn, data, state_dir=state_dir, batch_size=batch_size, config=config, seed=seed,
-                        model=clf, indices=indices, resume=resume, overwrite=overwrite, progress=progress,
+    ev = run_evaluation(fn, data, state_dir=state_dir, batch_size=batch_size or clf.batch_size, config=config,
+                        seed=seed, model=clf, indices=indices, resume=resume, overwrite=overwrite, progress=progress,
                         desc="subspace margins")
     margins = ev["margins"].double()
     correct = ev["clean_correct"].bool()
@@ -440,6 +464,7 @@ def subspace_margins(
     )
 
 
+@checked(max_points=NON_NEGATIVE_INT)
 def plot_margin_profile(
     results: SubspaceMarginResult | Mapping[str, SubspaceMarginResult],
     ax: Any = None,

@@ -9,7 +9,7 @@ import numpy as np
 from torch import Tensor
 
 from ...classifier import Classifier
-from ...geometry.curvature import HessianSpectrum, hessian_eigenpairs, plot_curvature_profile
+from ...geometry.hessian import HessianSpectrum, hessian_eigenpairs, plot_curvature_profile
 from ...geometry.sections import SectionResult, plot_section
 from ...results import Result
 from .. import figures as F
@@ -47,7 +47,7 @@ class CurvatureSection(Section[CurvatureLandscape]):
 
     title = "Curvature profile and loss landscape"
     paper = "eq. (15)-(16), Fig. 4"
-    requires = ("robustlens.geometry.curvature", "robustlens.geometry.sections")
+    requires = ("robustlens.geometry.hessian", "robustlens.geometry.sections")
     rows = (Row("top_eigenvalue", "median top Hessian eigenvalue"),)
     claims = (
         PairClaim(key="flatter-loss", statement="adversarially trained networks have a flatter loss landscape (lower "
