@@ -55,7 +55,6 @@ from .subspaces import (
     random_subspaces,
     subspace_margins,
 )
-from .tracker import MarginTracker, MarginTrackResult, plot_margin_evolution
 
 __all__ = [
     "AlignmentResult",
@@ -99,9 +98,6 @@ __all__ = [
     "transferability_matrix",
     "Subspace",
     "SubspaceMarginResult",
-    "MarginTrackResult",
-    "MarginTracker",
-    "plot_margin_evolution",
     "dct2",
     "dct_basis",
     "dct_matrix",

@@ -22,10 +22,12 @@ from torch import Tensor
 
 from ..errors import ConfigError, RobustLensWarning
 from ..norms import INF, check_eps, parse_norm
-from .loop import TrainingHistory, save_checkpoint
+from .checkpoint import save_checkpoint
+from .history import TrainingHistory
 
 if TYPE_CHECKING:
-    from .loop import Objective, Trainer
+    from .contracts import Objective
+    from .trainer import Trainer
 
 
 def _held_out(x: Tensor, y: Tensor, n: int | None) -> tuple[Tensor, Tensor]:
