@@ -5,7 +5,6 @@ a radius warm-up (the eps ramp, on by default for objectives with a radius, reco
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,6 @@ from robustlens.zoo import read_weights
 
 runner = CliRunner()
 SMALL = ["--limit", "128", "--eval-limit", "100", "--batch-size", "32", "--no-progress", "--device", "cpu"]
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def cli(*args: str | Path, code: int = 0) -> str:
@@ -33,22 +31,31 @@ def cli(*args: str | Path, code: int = 0) -> str:
 
 
 def test_a_second_run_into_the_same_out_is_refused(tmp_path: Path) -> None:
-    """Another process holds --out (as a running ``robustlens train`` does): this run is refused, nothing written."""
+    """Another process holds --out's lock (as a running ``robustlens train`` does, with OutputLock's flock on the
+    lock file): this run is refused and writes nothing; so is a second run inside this process."""
+    from robustlens.state import LOCK_FILE, OutputLock
+
     out = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from robustlens.state import OutputLock\n"
-         f"with OutputLock({str(out)!r}, 'training run'):\n    print('held', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    out.mkdir()
+    holder = subprocess.Popen(  # no torch import: the holder starts in a blink
+        [sys.executable, "-c", "import fcntl, os, sys\n"
+         f"fd = os.open({str(out / LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT, 0o644)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); os.write(fd, f'pid {os.getpid()}'.encode())\n"
+         "print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         text = cli("train", "--epochs", "1", "--out", out, *SMALL, code=2)
-        assert f"{out} is in use by another training run (pid {holder.pid}" in text
+        assert f"{out} is in use by another training run (pid {holder.pid})" in text
         assert not (out / "checkpoint.pt").exists() and not (out / "model.safetensors").exists()
     finally:
         holder.communicate("", timeout=60)
-    # once the holder is gone the folder is free again
+    with OutputLock(out, "training run"):
+        text = cli("train", "--epochs", "1", "--out", out, *SMALL, code=2)
+        assert "is already in use by a training run in this process" in text
+    # once the holders are gone the folder is free again
     cli("train", "--epochs", "1", "--out", out, *SMALL, "--allow-chance")
-    assert (out / "model.safetensors").is_file() and not (out / ".robustlens.lock").exists()
+    assert (out / "model.safetensors").is_file() and not (out / LOCK_FILE).exists()
 
 
 def _constant_images(root: Path, classes: int = 2, per_class: int = 8) -> Path:
@@ -149,3 +156,15 @@ def test_the_ramp_is_linear_in_the_step_and_reaches_eps() -> None:
     assert eps == pytest.approx(0.15) and obj.eps == pytest.approx(0.15) and obj.step_size == pytest.approx(0.0375)
     std = Standard()
     assert warm.objective_at(std, 0) == (std, None)  # no radius: untouched
+
+
+def test_resume_with_other_settings_lists_each_difference(tmp_path: Path) -> None:
+    from robustlens.errors import ConfigError
+
+    torch.manual_seed(0)
+    x, y = torch.rand(8, 4), torch.randint(0, 2, (8,))
+    fit(nn.Linear(4, 2), (x, y), epochs=1, lr=0.1, batch_size=4, out_dir=tmp_path, progress=False)
+    with pytest.raises(ConfigError, match=r"cannot resume: the run's settings differ from the checkpoint's:\n  "
+                                          r"eps_warmup: 0.0 recorded, 0.5 now\n  lr: 0.1 recorded, 0.2 now"):
+        fit(nn.Linear(4, 2), (x, y), epochs=1, lr=0.2, batch_size=4, out_dir=tmp_path, resume=True, progress=False,
+            eps_warmup=0.5)

@@ -34,6 +34,7 @@ from ..classifier import Classifier
 from ..errors import ConfigError, InputError, RobustLensWarning
 from ..results import _from_jsonable
 from ..seeding import seed_everything, stable_hash
+from ..state import canonical, diff
 from . import distributed as ddp
 from .checkpoint import (
     CHECKPOINT_FORMAT,
@@ -252,15 +253,13 @@ class Trainer:
         return payload
 
     def _restore(self, payload: dict[str, Any]) -> int:
-        fp = {"eps_warmup": 0.0, **payload.get("fingerprint", {})}  # checkpoints written before the warm-up
-        mine = self._fingerprint()
-        diff = {k: (fp.get(k), v) for k, v in mine.items() if fp.get(k) != v}
-        if diff:
-            detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-            raise ConfigError(
-                f"cannot resume: the run's settings differ from the checkpoint's ({detail}); use the same settings "
-                "or a fresh out_dir"
-            )
+        # the one fingerprint comparison of robustlens (state.canonical / state.diff: NaN matches itself)
+        recorded = canonical({"eps_warmup": 0.0, **payload.get("fingerprint", {})})  # checkpoints before the warm-up
+        mine = canonical(self._fingerprint())
+        if recorded != mine:
+            lines = "\n  ".join(diff(recorded, mine))
+            raise ConfigError(f"cannot resume: the run's settings differ from the checkpoint's:\n  {lines}\nuse the "
+                              "same settings, or a fresh out_dir")
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
