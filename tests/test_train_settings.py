@@ -115,6 +115,8 @@ runner = CliRunner()
     (["--batch-size", "-2"], "--batch-size must be an integer >= 1, got -2"),
     (["--limit", "-5"], "--limit must be an integer >= 0, got -5"),
     (["--objective", "pgd", "--eps", "0.1", "--eps-warmup", "-1"], "--eps-warmup must be a finite number >= 0"),
+    (["--eps-warmup", "1"], "--objective standard has none to ramp: drop --eps-warmup"),
+    (["--objective", "pgd", "--eps", "0", "--eps-warmup", "1"], "--objective pgd has none to ramp"),
     (["--objective", "pgd", "--eps", "0.1", "--eps-warmup", "5", "--epochs", "2"],
      "--eps-warmup 5 is longer than the run (--epochs 2)"),
 ])

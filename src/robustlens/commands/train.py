@@ -374,6 +374,10 @@ def _train(*, model: str, data: str, data_root: Path | None, download: bool, spl
                          h=cure_h, overshoot=overshoot, max_norm=max_norm, weight=adv_weight, noise=acet_noise)
     warmup = default_warmup(obj, epochs) if eps_warmup is None else check_options({"eps_warmup": eps_warmup})[
         "eps_warmup"]
+    if warmup and not has_radius(obj):
+        with_radius = ", ".join(e.name for e in OBJECTIVES.entries() if hasattr(e.obj, "at_radius"))
+        raise ConfigError(f"--eps-warmup ramps the radius of an adversarial objective ({with_radius}) with --eps > 0; "
+                          f"--objective {obj.name} has none to ramp: drop --eps-warmup")
     if warmup > epochs:
         raise ConfigError(f"--eps-warmup {warmup:g} is longer than the run (--epochs {epochs}); use at most "
                           f"{epochs}, or 0 to train at --eps from the first step")
