@@ -64,7 +64,7 @@ def test_every_objective_is_reachable_from_the_command_line():
 
     text = " ".join(cli("train", "--help").replace("\u2502", " ").split())  # without the help panel's borders
     for e in OBJECTIVES.entries():  # the help enumerates the registry, with each objective's summary
-        assert f"{e.name} ({e.meta['summary']})" in text, e.name
+        assert f"{e.name}: {e.meta['summary']}" in text, e.name
         eps = None if e.meta["radius"] is None else 0.1
         obj = make_objective(e.name, eps, spelling=_SPELLING)
         assert isinstance(obj, e.obj) and obj.name == e.name

@@ -177,7 +177,7 @@ _LOOP_OPTIONS = {"epochs": "--epochs", "lr": "--lr", "momentum": "--momentum", "
 
 
 def _objective_help() -> str:
-    return "; ".join(f"{e.name} ({e.meta.get('summary', '')})" for e in OBJECTIVES.entries()) + "."
+    return "; ".join(f"{e.name}: {e.meta.get('summary', '')}" for e in OBJECTIVES.entries()) + "."
 
 
 def check_options(values: dict[str, Any]) -> dict[str, Any]:
