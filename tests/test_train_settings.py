@@ -1,4 +1,4 @@
-"""Every numeric setting of every registered training objective, of the Trainer and of fit is validated
+"""Every numeric setting of every registered training objective, of the Trainer, fit and the callbacks is validated
 (robustlens.checks): NaN, inf, a wrong sign, a non-integer count are a ConfigError naming the setting; values in
 range construct. The objectives are enumerated from the OBJECTIVES registry, so a new one is covered automatically
 (tests/settings_props.py). The ``robustlens train`` options go through the same rules and are named as flags."""
@@ -27,13 +27,21 @@ from typer.testing import CliRunner
 
 from robustlens.checks import declared_checks
 from robustlens.registry import Registry
-from robustlens.train import OBJECTIVES, Trainer, fit
+from robustlens.train import (
+    OBJECTIVES,
+    CatastrophicOverfittingDetector,
+    RobustOverfittingTracker,
+    Trainer,
+    fit,
+)
 from robustlens.train.trainer import SETTINGS
 
 PROPS = settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 
 LOOP: Registry[Any] = Registry("training loop")
 LOOP.add("trainer", Trainer)
+LOOP.add("robust-overfitting", RobustOverfittingTracker)
+LOOP.add("catastrophic-overfitting", CatastrophicOverfittingDetector)
 CASES = cases(OBJECTIVES) + cases(LOOP)
 
 
@@ -41,6 +49,8 @@ def build(obj: Any) -> dict[str, Any]:
     """The arguments each object needs besides the one under test."""
     if obj is Trainer:  # epochs large enough for any valid eps_warmup
         return {"model": nn.Linear(2, 2), "epochs": 2_000_000}
+    if obj in (RobustOverfittingTracker, CatastrophicOverfittingDetector):
+        return {"x": torch.zeros(2, 3), "y": torch.zeros(2, dtype=torch.long), "eps": 0.1}
     radius = next((e.meta["radius"] for e in OBJECTIVES.entries() if e.obj is obj), None)
     return {radius: 0.1} if radius else {}
 
@@ -51,6 +61,7 @@ def test_every_registered_objective_and_the_loop_declare_every_numeric_setting()
     assert not missing, f"declare these settings with @checked: {missing}"
     # bounds is a pair of data limits, checked by the Classifier the loop builds
     assert set(undeclared(Trainer)) <= {"bounds"}
+    assert not undeclared(RobustOverfittingTracker) and not undeclared(CatastrophicOverfittingDetector)
     assert {"epochs", "lr", "momentum", "weight_decay", "batch_size", "eps_warmup"} <= set(declared_checks(Trainer))
     assert declared_checks(fit) == SETTINGS
     radius = {e.name: e.meta["radius"] for e in OBJECTIVES.entries()}
