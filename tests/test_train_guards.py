@@ -168,3 +168,24 @@ def test_resume_with_other_settings_lists_each_difference(tmp_path: Path) -> Non
                                           r"eps_warmup: 0.0 recorded, 0.5 now\n  lr: 0.1 recorded, 0.2 now"):
         fit(nn.Linear(4, 2), (x, y), epochs=1, lr=0.2, batch_size=4, out_dir=tmp_path, resume=True, progress=False,
             eps_warmup=0.5)
+
+
+def test_the_readme_training_line_runs_and_is_the_one_measured(tmp_path: Path) -> None:
+    """The README's ``robustlens train`` line, with short settings appended (the last value of an option wins), runs
+    with the warm-up on; it is the command benchmarks/readme_training.py measures for BENCHMARKS.md."""
+    import shlex
+
+    root = Path(__file__).resolve().parents[1]
+    lines = [ln for ln in (root / "README.md").read_text().splitlines() if ln.startswith("robustlens train ")]
+    assert len(lines) == 1, lines
+    args = shlex.split(lines[0])[1:]
+    assert args == ["train", "--model", "smallcnn", "--data", "mnist-embedded", "--epochs", "3", "--objective", "pgd",
+                    "--eps", "0.3", "--out", "runs/at"]
+    bench = (root / "benchmarks" / "readme_training.py").read_text()
+    assert '"--model", "smallcnn", "--data", "mnist-embedded"' in bench
+    assert '"--objective", "pgd", "--eps", "0.3"' in bench
+    assert "robustlens train --model smallcnn --data mnist-embedded --epochs 3 --objective pgd --eps 0.3" in (
+        root / "BENCHMARKS.md").read_text()
+    text = cli(*args, "--epochs", "1", "--steps", "2", "--out", tmp_path / "at", *SMALL, "--allow-chance")
+    assert "with pgd, eps warm-up over 0.5 epoch(s), 1 epochs" in text
+    assert TrainingHistory.load(tmp_path / "at" / "history.json").config["objective_config"]["eps"] == 0.3
