@@ -33,6 +33,7 @@ from robustlens.train import (
     CURE,
     FGSMAT,
     FGSMRS,
+    OBJECTIVES,
     PGDAT,
     TRADES,
     CatastrophicOverfittingDetector,
@@ -43,6 +44,7 @@ from robustlens.train import (
     RobustOverfittingTracker,
     Standard,
     fit,
+    make_objective,
 )
 from robustlens.zoo import create_model
 
@@ -192,25 +194,28 @@ class TimeBudget:
             trainer.stop_reason = f"time budget of {self.limit / 60:.1f} min reached after epoch {epoch + 1}"
 
 
-def make_objective(args: argparse.Namespace):  # noqa: ANN201
-    name, eps = args.name, args.eps
-    if name == "pgd-at":
-        return PGDAT(eps, steps=args.steps, step_size=args.alpha)
-    if name == "fgsm-rs":
-        return FGSMRS(eps, alpha=args.alpha)
-    if name == "gradalign":
-        return GradAlign(eps, lam=args.lam, detach_clean=args.detach_clean, random_start=args.random_start,
-                         alpha=args.alpha, clip_noise=not args.unclipped_noise)
-    if name == "fgsm-co":
-        return FGSMAT(eps)
-    if name == "cure":
-        return CURE(h=args.h, lam=args.lam)
-    if name == "standard":
-        return Standard()
-    if name == "gaussian":
-        return GaussianAugmentation(args.sigma)
-    raise SystemExit(f"unknown reproduction {name}; choose pgd-at, fgsm-rs, gradalign, fgsm-co, cure, standard, "
-                     "gaussian")
+#: reproduction -> (the registered objective, its constructor keyword -> the argparse option that sets it)
+REPRODUCTIONS: dict[str, tuple[str, dict[str, str]]] = {
+    "pgd-at": ("pgd", {"steps": "steps", "step_size": "alpha"}),
+    "fgsm-rs": ("fgsm-rs", {"alpha": "alpha"}),
+    "gradalign": ("gradalign", {"lam": "lam", "detach_clean": "detach_clean", "random_start": "random_start",
+                                "alpha": "alpha", "clip_noise": "clip_noise"}),
+    "fgsm-co": ("fgsm", {}),
+    "cure": ("cure", {"h": "h", "lam": "lam"}),
+    "standard": ("standard", {}),
+    "gaussian": ("gaussian", {}),
+}
+
+
+def repro_objective(args: argparse.Namespace) -> Objective:
+    """The objective of reproduction ``args.name``, built by the registry's one factory (``make_objective``)."""
+    if args.name not in REPRODUCTIONS:
+        raise SystemExit(f"unknown reproduction {args.name}; choose {', '.join(REPRODUCTIONS)}")
+    registered, options = REPRODUCTIONS[args.name]
+    radius = OBJECTIVES.entry(registered).meta["radius"]
+    eps = None if radius is None else (args.sigma if radius == "sigma" else args.eps)
+    values = {**vars(args), "clip_noise": not args.unclipped_noise}
+    return make_objective(registered, eps, **{kw: values[opt] for kw, opt in options.items()})
 
 
 def certify_curve(m: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, n: int, out: Path,
@@ -257,7 +262,7 @@ def repro(args: argparse.Namespace) -> None:
     hx, hy = sets["heldout"]
     n_track = args.n_track
     callbacks: list = []
-    obj = make_objective(args)
+    obj = repro_objective(args)
     if name in ("fgsm-co", "fgsm-rs", "gradalign"):
         callbacks.append(CatastrophicOverfittingDetector(hx[-n_track:], hy[-n_track:], eps=eps, n=None,
                                                          action="warn", pgd_steps=10))

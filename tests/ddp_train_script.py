@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 import robustlens.train.callbacks as callbacks_mod
-import robustlens.train.loop as loop_mod
+import robustlens.train.trainer as trainer_mod
 from robustlens.train import FGSMRS, TRADES, GradAlign, Objective, RobustOverfittingTracker, Standard, fit
 
 N, D, C = 240, 10, 3
@@ -67,21 +67,21 @@ class SeenIndices:
 def _record_writes() -> None:
     """Log every checkpoint and history write (with the writing rank) before performing it."""
     rank = os.environ.get("RANK", "0")
-    save = loop_mod.save_checkpoint
+    save = trainer_mod.save_checkpoint
 
     def logged_save(path, payload):  # noqa: ANN001, ANN202
         WRITES.append(f"{rank}:{Path(path).parent.name}/{Path(path).name}")
         return save(path, payload)
 
-    loop_mod.save_checkpoint = logged_save  # type: ignore[assignment]
+    trainer_mod.save_checkpoint = logged_save  # type: ignore[assignment]
     callbacks_mod.save_checkpoint = logged_save  # type: ignore[assignment]
-    hist_save = loop_mod.TrainingHistory.save
+    hist_save = trainer_mod.TrainingHistory.save
 
     def logged_hist_save(self, path, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
         WRITES.append(f"{rank}:{Path(path).parent.name}/{Path(path).name}")
         return hist_save(self, path, *a, **k)
 
-    loop_mod.TrainingHistory.save = logged_hist_save  # type: ignore[method-assign]
+    trainer_mod.TrainingHistory.save = logged_hist_save  # type: ignore[method-assign]
 
 
 def main(out: Path) -> None:

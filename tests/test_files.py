@@ -83,7 +83,7 @@ def _train_and_evaluate(out: Path) -> None:
     save_model(net, out / "models" / "m.pt")
     r = CliRunner().invoke(app, ["train", "--model", "mlp", "--data", "digits", "--epochs", "1", "--limit", "64",
                                  "--eval-limit", "32", "--batch-size", "32", "--no-progress", "--device", "cpu",
-                                 "--out", str(out / "train")])
+                                 "--allow-chance", "--out", str(out / "train")])
     assert r.exit_code == 0, r.output
     data = ReportData.from_image_data(load_dataset("digits", "test"))
     plan = tiny_plan((1, 8, 8), n_samples=20, batch_size=20, sections=("clean", "robustness"))

@@ -55,15 +55,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ...]:
     }
     # the one-process API run in this process; the script's write logging is undone afterwards
     import robustlens.train.callbacks as callbacks_mod
-    import robustlens.train.loop as loop_mod
+    import robustlens.train.trainer as trainer_mod
 
     sys.path.insert(0, str(SCRIPT.parent))
     import ddp_train_script
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(loop_mod, "save_checkpoint", loop_mod.save_checkpoint)
+        mp.setattr(trainer_mod, "save_checkpoint", trainer_mod.save_checkpoint)
         mp.setattr(callbacks_mod, "save_checkpoint", callbacks_mod.save_checkpoint)
-        mp.setattr(loop_mod.TrainingHistory, "save", loop_mod.TrainingHistory.save)
+        mp.setattr(trainer_mod.TrainingHistory, "save", trainer_mod.TrainingHistory.save)
         mp.setattr(ddp_train_script, "WRITES", [])
         mp.delenv("WORLD_SIZE", raising=False)
         mp.delenv("RANK", raising=False)

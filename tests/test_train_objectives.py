@@ -23,7 +23,7 @@ from robustlens.train import (
     Standard,
     make_objective,
 )
-from robustlens.train.loop import StepContext
+from robustlens.train.contracts import StepContext
 
 D, C, N = 12, 3, 6
 
@@ -247,14 +247,21 @@ def test_acet_worst_case_confidence_around_noise(noise: str) -> None:
 
 
 def test_make_objective_and_errors() -> None:
-    assert isinstance(make_objective("pgd", eps=0.2, steps=3), PGDAT)
+    assert isinstance(make_objective("pgd", 0.2, steps=3), PGDAT)
+    assert make_objective("PGD", eps=0.2, steps=3).steps == 3  # registry names forgive case
     assert make_objective("gaussian", eps=0.5).sigma == 0.5
     assert make_objective("acet", eps=0.2).eta == 0.2
-    with pytest.raises(ConfigError, match="takes no options besides eps.*lam"):
+    assert make_objective("acet").eta == 0.3  # a radius with a default may be left out
+    assert make_objective("pgd", 0.2, steps=None).steps == 10  # None keeps the default
+    with pytest.raises(ConfigError, match="lam does not apply to objective 'standard'; it takes no options"):
         make_objective("standard", lam=1.0)
-    with pytest.raises(TypeError, match="bogus"):  # the other objectives reject unknown keywords themselves
+    with pytest.raises(ConfigError, match="bogus does not apply to objective 'pgd'; it takes eps, norm, steps"):
         make_objective("pgd", eps=0.1, bogus=1)
-    with pytest.raises(ConfigError, match="unknown objective"):
+    with pytest.raises(ConfigError, match="eps does not apply to objective 'cure'"):
+        make_objective("cure", 0.1)
+    with pytest.raises(ConfigError, match="objective 'trades' needs eps"):
+        make_objective("trades")
+    with pytest.raises(ConfigError, match="unknown objective 'nope'; choose one of standard, pgd"):
         make_objective("nope")
     with pytest.raises(ConfigError, match="eps"):
         PGDAT(-1.0)
@@ -262,6 +269,43 @@ def test_make_objective_and_errors() -> None:
         GaussianAugmentation(0.0)
     with pytest.raises(ConfigError, match="steps"):
         PGDAT(0.1, steps=0)
+
+
+def test_make_objective_names_the_options_as_the_user_typed_them() -> None:
+    spelling = {"eps": "--eps", "step_size": "--step-size", "steps": "--steps"}
+    with pytest.raises(ConfigError, match=r"--objective pgd: --step-size must be a finite number > 0 or None, got "
+                                          r"-0.05"):
+        make_objective("pgd", 0.3, spelling=spelling, step_size=-0.05)
+    with pytest.raises(ConfigError, match="--objective pgd: --eps must be a finite number >= 0, got nan"):
+        make_objective("pgd", float("nan"), spelling=spelling)
+    with pytest.raises(ConfigError, match="unknown --objective 'nope'"):
+        make_objective("nope", spelling=spelling)
+
+
+def test_every_objective_is_registered_once_beside_its_class() -> None:
+    import robustlens.train.objectives as mod
+    from robustlens.train import OBJECTIVES
+
+    assert {"standard", "pgd", "fgsm", "fgsm-rs", "gradalign", "trades", "cure", "deepfool", "gaussian",
+            "acet"} <= set(OBJECTIVES)
+    for e in OBJECTIVES.entries():
+        assert e.obj.name == e.name and e.obj.__module__ == mod.__name__
+        assert e.meta["radius"] in (None, "eps", "sigma", "eta") and e.meta["summary"]
+    assert not hasattr(mod, "build_objective")
+
+
+@pytest.mark.parametrize("name", ["pgd", "fgsm", "fgsm-rs", "gradalign", "trades"])
+def test_at_radius_rescales_the_radius_and_its_steps(name: str) -> None:
+    from robustlens.train import OBJECTIVES
+
+    obj = make_objective(name, 0.3)
+    small = obj.at_radius(0.075)
+    assert type(small) is OBJECTIVES.get(name) and small.eps == 0.075 and obj.eps == 0.3
+    for step in ("step_size", "alpha"):
+        if hasattr(obj, step):
+            assert getattr(small, step) == pytest.approx(getattr(obj, step) / 4)
+    cfg, small_cfg = obj.config(), small.config()
+    assert {k for k in cfg if cfg[k] != small_cfg[k]} <= {"eps", "step_size", "alpha"}
 
 
 def test_gradalign_steps_from_its_clean_gradient_in_three_forward_passes() -> None:
@@ -325,6 +369,7 @@ def test_gradalign_random_start_steps_from_its_noisy_gradient() -> None:
     assert_same(obj.loss(m, x, y, step_ctx=ctx)[0], loss_eval, m)
     with pytest.raises(ConfigError, match="alpha"):
         GradAlign(eps, random_start=True, alpha=0.0)
+    assert GradAlign(0.0).alpha == 0.0  # eps 0: the default step is 0, no error
 
 
 def test_gradalign_unclipped_noise_takes_the_second_gradient_outside_the_bounds() -> None:

@@ -2,8 +2,8 @@
 
 The command is a thin layer over the one training loop (:class:`robustlens.train.Trainer`): it loads the data
 (:func:`robustlens.data.load_dataset`), builds the architecture (:func:`robustlens.zoo.create_model`), builds the
-objective from ``robustlens.train.OBJECTIVES`` (standard training, eq. (1); adversarial training, eq. (14); the
-regularisers of Sec. III-B3; Gaussian augmentation; ACET, eq. (22)-(23)) and writes into ``--out``:
+objective from the ``robustlens.train.OBJECTIVES`` registry (standard training, eq. (1); adversarial training,
+eq. (14); the regularisers of Sec. III-B3; Gaussian augmentation; ACET, eq. (22)-(23)) and writes into ``--out``:
 
 - ``checkpoint.pt``: the loop's checkpoint after every epoch (weights, optimizer, schedule, RNG states), for
   ``--resume``;
@@ -12,12 +12,19 @@ regularisers of Sec. III-B3; Gaussian augmentation; ACET, eq. (22)-(23)) and wri
   :func:`robustlens.zoo.load_model` (or ``--model`` of the other commands);
 - ``summary.json``: a :class:`TrainRun` with the final accuracies and timings.
 
+Every numeric option is checked by the rule the loop or the objective declares (:mod:`robustlens.checks`), so
+``--step-size -0.05`` or ``--weight-decay nan`` is an error naming the option. Adversarial objectives ramp their
+radius over the first epoch (``--eps-warmup``). A run whose held-out accuracy ends near chance (below 1.5 / classes)
+prints a warning with the likely cause and exits with status 3 unless ``--allow-chance``. Two runs cannot share one
+``--out`` (:class:`robustlens.state.OutputLock`).
+
 Under ``torchrun --nproc_per_node=N -m robustlens train ...`` the loop trains with DistributedDataParallel and only
 rank 0 prints and writes files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import inspect
 import os
@@ -28,8 +35,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..checks import NON_NEGATIVE_INT, check
 from ..errors import ConfigError, MissingDependencyError, RobustLensError
 from ..results import Result
+from ..train.objectives import OBJECTIVES, make_objective
+from ..train.trainer import SETTINGS
+from ..train.warmup import has_radius
 from .app import DeviceOption, SeedOption, app, parse_number, resolve_device
 
 if TYPE_CHECKING:
@@ -44,6 +55,10 @@ DEFAULT_LR = 0.05
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_SCHEDULE = "cosine"
 DEFAULT_WEIGHT_DECAY = 5e-4
+#: Held-out accuracy below ``CHANCE_FACTOR / classes`` counts as "near chance": the run failed.
+CHANCE_FACTOR = 1.5
+#: Exit status of a run that ended near chance (without ``--allow-chance``); errors in the settings exit with 2.
+CHANCE_EXIT = 3
 
 
 class OptimizerChoice(str, enum.Enum):
@@ -79,7 +94,8 @@ class TrainRun(Result):
         wall_time_s: seconds this invocation took, data loading and evaluation included.
         world_size: number of processes (2 under ``torchrun --nproc_per_node=2``).
         model_path, history_path, checkpoint_path: the files written.
-        config: the loop's settings (optimizer, lr, schedule, batch size, seed, objective options...).
+        config: the loop's settings (optimizer, lr, schedule, batch size, seed, objective options, eps warm-up...).
+        near_chance: the held-out accuracy ended below ``1.5 / classes`` (the run failed to learn).
     """
 
     model: str
@@ -98,6 +114,7 @@ class TrainRun(Result):
     history_path: str = ""
     checkpoint_path: str = ""
     config: dict[str, Any] = field(default_factory=dict)
+    near_chance: bool = False
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -145,49 +162,34 @@ def build_model(name: str, data: ImageData, seed: int) -> nn.Module:
         raise ConfigError(f"--model {name} does not fit {data.name} ({c}x{h}x{w} images): {e}") from e
 
 
-#: CLI option name -> constructor keyword of the objectives (``eps`` is the radius under any of its names).
+#: CLI option name -> constructor keyword of the objectives (``--eps`` sets the radius under any of its names).
 _OBJECTIVE_OPTIONS = {
     "--steps": "steps", "--step-size": "step_size", "--norm": "norm", "--beta": "beta", "--lam": "lam",
     "--alpha": "alpha", "--cure-h": "h", "--overshoot": "overshoot", "--max-norm": "max_norm",
     "--adv-weight": "weight", "--acet-noise": "noise", "--random-start": "random_start",
     "--clip-noise": "clip_noise",
 }
-_RADIUS_NAMES = ("eps", "eta", "sigma")
+#: Constructor keyword -> the option that sets it, for messages.
+_SPELLING = {"eps": "--eps", **{kw: opt for opt, kw in _OBJECTIVE_OPTIONS.items()}}
+#: The loop's settings -> their options: each is checked with the rule the loop declares (``trainer.SETTINGS``).
+_LOOP_OPTIONS = {"epochs": "--epochs", "lr": "--lr", "momentum": "--momentum", "weight_decay": "--weight-decay",
+                 "batch_size": "--batch-size", "eps_warmup": "--eps-warmup"}
 
 
-def build_objective(name: str, eps: float | None, options: dict[str, Any]) -> Any:
-    """The objective ``OBJECTIVES[name]`` with the options the user set (``None`` means: the objective's default).
+def _objective_help() -> str:
+    return "; ".join(f"{e.name}: {e.meta.get('summary', '')}" for e in OBJECTIVES.entries()) + "."
 
-    An option the objective does not take is an error rather than silently ignored.
-    """
-    from ..train import OBJECTIVES
 
-    if name not in OBJECTIVES:
-        raise ConfigError(f"unknown --objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
-    cls: Any = OBJECTIVES[name]
-    params = inspect.signature(cls).parameters
-    radius = next((p for p in _RADIUS_NAMES if p in params), None)
-    takes = [opt for opt, kw in _OBJECTIVE_OPTIONS.items() if kw in params]
-    if radius is not None:
-        takes.insert(0, "--eps")
-    accepted = ", ".join(takes) or "no options"
-    kwargs: dict[str, Any] = {}
-    if eps is not None:
-        if radius is None:
-            raise ConfigError(f"--eps does not apply to --objective {name}; it takes {accepted}")
-        kwargs[radius] = eps
-    elif radius is not None and params[radius].default is inspect.Parameter.empty:
-        what = "the noise level sigma" if radius == "sigma" else "the radius of the threat model"
-        raise ConfigError(f"--objective {name} needs --eps ({what}, in data units: e.g. 0.3 on MNIST, 8/255 on "
-                          "CIFAR-10)")
-    for opt, value in options.items():
-        if value is None:
-            continue
-        kw = _OBJECTIVE_OPTIONS[opt]
-        if kw not in params:
-            raise ConfigError(f"{opt} does not apply to --objective {name}; it takes {accepted}")
-        kwargs[kw] = value
-    return cls(**kwargs)
+def check_options(values: dict[str, Any]) -> dict[str, Any]:
+    """The loop's numeric options (keyword -> value) checked with the rules the loop declares, under their option
+    names (``--lr must be a finite number > 0, got nan``)."""
+    return {k: check(v, _LOOP_OPTIONS[k], SETTINGS[k]) for k, v in values.items()}
+
+
+def default_warmup(objective: Any, epochs: int) -> float:
+    """The default ``--eps-warmup``: one epoch (half the run when it is shorter than two epochs) for objectives with
+    a radius (PGD-AT, TRADES, FGSM, FGSM-RS, GradAlign), 0 otherwise."""
+    return min(1.0, epochs / 2) if has_radius(objective) else 0.0
 
 
 class _EpochPrinter:
@@ -264,9 +266,8 @@ def train(
                                                      "annealing to 0, one-cycle, or none (constant).")]
     = ScheduleChoice(DEFAULT_SCHEDULE),
     weight_decay: Annotated[float, typer.Option("--weight-decay", help="L2 weight decay.")] = DEFAULT_WEIGHT_DECAY,
-    objective: Annotated[str, typer.Option("--objective", help="standard (cross-entropy), pgd (Madry et al.), fgsm, "
-                                           "fgsm-rs (Wong et al.), gradalign, trades, cure, deepfool, gaussian "
-                                           "(noise augmentation) or acet.")] = "standard",
+    objective: Annotated[str, typer.Option("--objective", help=f"Training objective: {_objective_help()}")]
+    = "standard",
     eps: Annotated[str | None, typer.Option("--eps", help="Radius of the threat model in data units, e.g. 0.3 or "
                                             "8/255 (pgd, fgsm, fgsm-rs, gradalign, trades); the noise level sigma "
                                             "for gaussian; the radius eta around noise for acet.")] = None,
@@ -297,6 +298,14 @@ def train(
     adv_weight: Annotated[float | None, typer.Option("--adv-weight", help="Weight of the perturbed term "
                                                      "(deepfool; default 0.5).")] = None,
     acet_noise: Annotated[str | None, typer.Option("--acet-noise", help="ACET noise: uniform or permuted.")] = None,
+    eps_warmup: Annotated[float | None, typer.Option("--eps-warmup", help="Epochs over which the radius of an "
+                                                     "adversarial objective grows linearly from 0 to --eps "
+                                                     "(recorded in history.json and the model's metadata). "
+                                                     "Default: 1 (half the run if shorter) for pgd, trades, fgsm, "
+                                                     "fgsm-rs, gradalign; 0 turns it off.")] = None,
+    allow_chance: Annotated[bool, typer.Option("--allow-chance", help="Exit 0 even when the model ends near chance "
+                                               "(held-out accuracy below 1.5 / classes); by default such a run "
+                                               "warns and exits with status 3.")] = False,
     attack_mode: Annotated[AttackModeChoice, typer.Option("--attack-mode", help="Attack the model in train mode "
                                                           "(BatchNorm batch statistics, as Madry et al.) or eval "
                                                           "mode.")] = AttackModeChoice.train,
@@ -328,10 +337,12 @@ def train(
     Several processes: torchrun --nproc_per_node=2 -m robustlens train ... (rank 0 writes the files).
     """
     try:
-        _train(**locals())
+        run = _train(**locals())
     except (RobustLensError, MissingDependencyError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    if run is not None and run.near_chance and not allow_chance:
+        raise typer.Exit(CHANCE_EXIT)
 
 
 def _train(*, model: str, data: str, data_root: Path | None, download: bool, split_seed: int, limit: int,
@@ -339,37 +350,69 @@ def _train(*, model: str, data: str, data_root: Path | None, download: bool, spl
            schedule: ScheduleChoice, weight_decay: float, objective: str, eps: str | None, steps: int | None,
            step_size: str | None, norm: str | None, beta: float | None, lam: float | None, alpha: str | None,
            random_start: bool | None, clip_noise: bool | None, cure_h: float | None, overshoot: float | None,
-           max_norm: float | None, adv_weight: float | None, acet_noise: str | None, attack_mode: AttackModeChoice,
+           max_norm: float | None, adv_weight: float | None, acet_noise: str | None, eps_warmup: float | None,
+           allow_chance: bool, attack_mode: AttackModeChoice,
            test_data: list[str] | None, test_root: Path | None, out: Path, resume: bool, overwrite: bool,
            stop_after: int, progress: bool, seed: int, device: str) -> TrainRun | None:
+
+    from ..state import OutputLock
+
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; pass one of them")
+    for option, value in (("--stop-after", stop_after), ("--limit", limit), ("--eval-limit", eval_limit),
+                          ("--split-seed", split_seed)):
+        check(value, option, NON_NEGATIVE_INT)
+    check_options({"epochs": epochs, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+                   "batch_size": batch_size})
+
+    def number(text: str | None, option: str) -> float | None:
+        return None if text is None else parse_number(text, option)
+
+    obj = make_objective(objective, number(eps, "--eps"), spelling=_SPELLING, steps=steps,
+                         step_size=number(step_size, "--step-size"), norm=norm, beta=beta, lam=lam,
+                         alpha=number(alpha, "--alpha"), random_start=random_start, clip_noise=clip_noise,
+                         h=cure_h, overshoot=overshoot, max_norm=max_norm, weight=adv_weight, noise=acet_noise)
+    warmup = default_warmup(obj, epochs) if eps_warmup is None else check_options({"eps_warmup": eps_warmup})[
+        "eps_warmup"]
+    if warmup and not has_radius(obj):
+        with_radius = ", ".join(e.name for e in OBJECTIVES.entries() if hasattr(e.obj, "at_radius"))
+        raise ConfigError(f"--eps-warmup ramps the radius of an adversarial objective ({with_radius}) with --eps > 0; "
+                          f"--objective {obj.name} has none to ramp: drop --eps-warmup")
+    if warmup > epochs:
+        raise ConfigError(f"--eps-warmup {warmup:g} is longer than the run (--epochs {epochs}); use at most "
+                          f"{epochs}, or 0 to train at --eps from the first step")
+    main = int(os.environ.get("RANK", "0")) == 0
+    # rank 0 holds the output folder for the whole run: a second run into the same --out is refused
+    lock: Any = OutputLock(out, "training run") if main else contextlib.nullcontext()
+    with lock:
+        return _run(model=model, data=data, data_root=data_root, download=download, split_seed=split_seed,
+                    limit=limit, eval_limit=eval_limit, epochs=epochs, batch_size=batch_size, lr=lr,
+                    optimizer=optimizer, momentum=momentum, schedule=schedule, weight_decay=weight_decay, obj=obj,
+                    warmup=warmup, attack_mode=attack_mode, test_data=test_data, test_root=test_root, out=out,
+                    resume=resume, overwrite=overwrite, stop_after=stop_after, progress=progress, seed=seed,
+                    device=device, main=main)
+
+
+def _run(*, model: str, data: str, data_root: Path | None, download: bool, split_seed: int, limit: int,
+         eval_limit: int, epochs: int, batch_size: int, lr: float, optimizer: OptimizerChoice, momentum: float,
+         schedule: ScheduleChoice, weight_decay: float, obj: Any, warmup: float, attack_mode: AttackModeChoice,
+         test_data: list[str] | None, test_root: Path | None, out: Path, resume: bool, overwrite: bool,
+         stop_after: int, progress: bool, seed: int, device: str, main: bool) -> TrainRun | None:
     import torch
 
     from .. import Classifier
     from ..train import Trainer
-    from ..train.loop import CHECKPOINT_NAME, accuracy_under
+    from ..train.checkpoint import CHECKPOINT_NAME
+    from ..train.evaluate import accuracy_under
     from ..zoo import save_model
 
     t_start = time.perf_counter()
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite contradict each other; pass one of them")
-    if stop_after < 0:
-        raise ConfigError(f"--stop-after must be >= 0, got {stop_after}")
     ckpt = out / CHECKPOINT_NAME
     if ckpt.is_file() and not (resume or overwrite):
         raise ConfigError(f"{out} already holds a training checkpoint; pass --resume to continue that run or "
                           "--overwrite to start afresh (or choose another --out)")
     if resume and not ckpt.is_file():
         raise ConfigError(f"--resume: no checkpoint at {ckpt}; train without --resume first")
-
-    def number(text: str | None, option: str) -> float | None:
-        return None if text is None else parse_number(text, option)
-
-    obj = build_objective(objective, number(eps, "--eps"), {
-        "--steps": steps, "--step-size": number(step_size, "--step-size"), "--norm": norm, "--beta": beta,
-        "--lam": lam, "--alpha": number(alpha, "--alpha"), "--random-start": random_start,
-        "--clip-noise": clip_noise, "--cure-h": cure_h, "--overshoot": overshoot, "--max-norm": max_norm,
-        "--adv-weight": adv_weight, "--acet-noise": acet_noise,
-    })
     dev = _device_for_rank(device)
     train_set, eval_set = load_data(data, data_root, download, split_seed)
     if limit > 0:
@@ -397,11 +440,12 @@ def _train(*, model: str, data: str, data_root: Path | None, download: bool, spl
         schedule="constant" if schedule is ScheduleChoice.none else schedule.value,  # type: ignore[arg-type]
         weight_decay=weight_decay, batch_size=batch_size, seed=seed, callbacks=callbacks, out_dir=out,
         resume=resume, device=dev, progress=progress, bounds=train_set.bounds, attack_mode=attack_mode.value,
+        eps_warmup=warmup,
     )
-    main = int(os.environ.get("RANK", "0")) == 0
     if main:
+        ramp = f", eps warm-up over {warmup:g} epoch(s)" if warmup else ""
         typer.echo(f"training {model} on {train_set.name} ({len(train_set)} samples, held-out {eval_set.name}: "
-                   f"{len(eval_set)}) with {obj.name}, {epochs} epochs, {optimizer.value} lr {lr:g} "
+                   f"{len(eval_set)}) with {obj.name}{ramp}, {epochs} epochs, {optimizer.value} lr {lr:g} "
                    f"({schedule.value}), batch {batch_size}, seed {seed}, device {dev}")
     history = trainer.fit((train_set.x, train_set.y), (eval_set.x, eval_set.y))
     if not trainer.dist.is_main:
@@ -410,6 +454,9 @@ def _train(*, model: str, data: str, data_root: Path | None, download: bool, spl
     net.eval()
     clf = Classifier(net, bounds=train_set.bounds, mean=train_set.mean, std=train_set.std)
     eval_acc = history.records[-1].eval.get("accuracy", float("nan")) if history.records else float("nan")
+    # a NaN accuracy is no evidence that the model learned: it counts as near chance
+    # (a run stopped to be resumed is judged when it completes)
+    near_chance = not history.stopped_early and not eval_acc >= CHANCE_FACTOR / train_set.num_classes
     tests: dict[str, float] = {}
     for ts in test_sets:
         with torch.no_grad():
@@ -417,15 +464,16 @@ def _train(*, model: str, data: str, data_root: Path | None, download: bool, spl
     metadata = {"data": data, "classes": train_set.classes, "bounds": list(train_set.bounds),
                 "mean": None if train_set.mean is None else list(train_set.mean),
                 "std": None if train_set.std is None else list(train_set.std),
-                "objective": obj.name, "epochs": len(history.records), "seed": seed,
-                "eval_accuracy": eval_acc}
+                "objective": obj.name, "objective_config": dict(history.config.get("objective_config", {})),
+                "eps_warmup": warmup, "epochs": len(history.records), "seed": seed,
+                "eval_accuracy": eval_acc, "near_chance": near_chance}
     model_path = save_model(net, out / "model.safetensors", metadata)
     run = TrainRun(
         model=model, data=data, objective=obj.name, epochs=len(history.records), train_samples=len(train_set),
         eval_samples=len(eval_set), eval_name=eval_set.name, eval_accuracy=eval_acc, test_accuracy=tests,
         train_time_s=sum(r.time_s for r in history.records), wall_time_s=time.perf_counter() - t_start,
         world_size=trainer.dist.world_size, model_path=str(model_path), history_path=str(out / "history.json"),
-        checkpoint_path=str(ckpt), config=dict(history.config),
+        checkpoint_path=str(ckpt), config=dict(history.config), near_chance=near_chance,
     )
     run.save(out / "summary.json")
     if history.stopped_early:
@@ -435,4 +483,24 @@ def _train(*, model: str, data: str, data_root: Path | None, download: bool, spl
         typer.echo(f"test accuracy {acc:.4f} on {name}")
     typer.echo(f"trained in {run.train_time_s:.1f}s ({run.wall_time_s:.1f}s in all); wrote {model_path}, "
                f"{run.history_path}, {out / 'summary.json'}")
+    if near_chance:
+        _warn_chance(eval_acc, train_set.num_classes, obj, warmup, lr)
     return run
+
+
+def _warn_chance(acc: float, classes: int, obj: Any, warmup: float, lr: float) -> None:
+    """The loud warning of a run that ended near chance, with the likely cause."""
+    if has_radius(obj) and not warmup:
+        cause = (f"adversarial training at eps {obj.eps:g} from a random initialisation without a warm-up often "
+                 "stays at the constant classifier; drop --eps-warmup 0 (the default ramps eps over the first "
+                 "epoch), train longer, or start from a standard model")
+    elif has_radius(obj):
+        cause = (f"the radius eps {obj.eps:g} may be too large for this data and model, or the run too short for "
+                 f"it; train longer (--epochs), lengthen --eps-warmup, use a smaller --eps, or lower --lr ({lr:g})")
+    else:
+        cause = (f"the learning rate ({lr:g}) may be too high or too low for this model, or the run too short; "
+                 "try --lr 0.01, more --epochs, or check that the labels match the images")
+    bar = "!" * 78
+    typer.echo(f"{bar}\nWARNING: the trained model is near chance: held-out accuracy {acc:.3f} with {classes} "
+               f"classes (chance {1 / classes:.3f}).\nLikely cause: {cause}.\nIts robustness numbers would mean "
+               "nothing. Exiting with status 3; pass --allow-chance to accept the model anyway.\n" + bar, err=True)

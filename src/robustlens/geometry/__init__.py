@@ -51,7 +51,6 @@ from .subspaces import (
     subspace_margins,
 )
 from .taylor import TaylorResult, taylor_error
-from .tracker import MarginTracker, MarginTrackResult, plot_margin_evolution
 
 __all__ = [
     "AlignmentResult",
@@ -95,9 +94,6 @@ __all__ = [
     "transferability_matrix",
     "Subspace",
     "SubspaceMarginResult",
-    "MarginTrackResult",
-    "MarginTracker",
-    "plot_margin_evolution",
     "dct2",
     "dct_basis",
     "dct_matrix",

@@ -1,6 +1,11 @@
-"""Robust training: one loop (:func:`fit`), pluggable objectives and diagnostic callbacks (paper Sec. III-B)."""
+"""Robust training: one loop (:func:`fit`), pluggable objectives and diagnostic callbacks (paper Sec. III-B).
 
-from ..geometry.tracker import MarginTracker as MarginTracker  # subspace margins every N epochs (Sec. III-B1)
+Layout, one idea per module: ``contracts`` (StepContext, Objective, Callback), ``history`` (EpochRecord,
+TrainingHistory), ``datasets`` (what the loop trains on), ``checkpoint`` (atomic checkpoints and RNG states),
+``warmup`` (the eps ramp), ``trainer`` (the loop), ``fitting`` (:func:`fit`), ``objectives`` (the OBJECTIVES
+registry), ``callbacks`` and ``tracker`` (diagnostics), ``evaluate``, ``distributed``.
+"""
+
 from .callbacks import (
     CatastrophicOverfittingDetector,
     RobustOverfittingTracker,
@@ -8,17 +13,10 @@ from .callbacks import (
     gradient_alignment,
     pgd_accuracy,
 )
-from .loop import (
-    Callback,
-    EpochRecord,
-    Objective,
-    StepContext,
-    Trainer,
-    TrainingHistory,
-    fit,
-    load_checkpoint,
-    save_checkpoint,
-)
+from .checkpoint import load_checkpoint, save_checkpoint
+from .contracts import Callback, Objective, StepContext
+from .fitting import fit
+from .history import EpochRecord, TrainingHistory
 from .objectives import (
     ACET,
     CURE,
@@ -33,6 +31,9 @@ from .objectives import (
     Standard,
     make_objective,
 )
+from .tracker import MarginTracker, MarginTrackResult, plot_margin_evolution
+from .trainer import Trainer
+from .warmup import EpsWarmup
 
 __all__ = [
     "ACET",
@@ -46,8 +47,11 @@ __all__ = [
     "CatastrophicOverfittingDetector",
     "DeepFoolAT",
     "EpochRecord",
+    "EpsWarmup",
     "GaussianAugmentation",
     "GradAlign",
+    "MarginTrackResult",
+    "MarginTracker",
     "Objective",
     "RobustOverfittingTracker",
     "StepContext",
@@ -60,5 +64,6 @@ __all__ = [
     "load_checkpoint",
     "make_objective",
     "pgd_accuracy",
+    "plot_margin_evolution",
     "save_checkpoint",
 ]

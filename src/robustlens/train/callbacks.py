@@ -20,12 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import COUNT, NON_NEGATIVE, OPTIONAL_COUNT, PROBABILITY, Number, checked
 from ..errors import ConfigError, RobustLensWarning
 from ..norms import INF, check_eps, parse_norm
-from .loop import TrainingHistory, save_checkpoint
+from .checkpoint import save_checkpoint
+from .history import TrainingHistory
+from .objectives import OPTIONAL_POSITIVE
 
 if TYPE_CHECKING:
-    from .loop import Objective, Trainer
+    from .contracts import Objective
+    from .trainer import Trainer
 
 
 def _held_out(x: Tensor, y: Tensor, n: int | None) -> tuple[Tensor, Tensor]:
@@ -108,6 +112,7 @@ class RobustOverfittingTracker:
         seed: seed of the attack's random starts (the same every epoch, so epochs compare the model, not the draw).
     """
 
+    @checked(eps=NON_NEGATIVE, steps=COUNT, alpha=OPTIONAL_POSITIVE, restarts=COUNT, n=OPTIONAL_COUNT)
     def __init__(self, x: Tensor, y: Tensor, *, eps: float, norm: float | str = INF, steps: int = 10,
                  alpha: float | None = None, restarts: int = 1, n: int | None = None, seed: int = 0,
                  restore_best: bool = False) -> None:
@@ -178,6 +183,9 @@ class CatastrophicOverfittingDetector:
     epoch of best PGD accuracy are restored before stopping or switching.
     """
 
+    @checked(eps=NON_NEGATIVE, pgd_steps=COUNT, n=OPTIONAL_COUNT, drop=PROBABILITY, gap=PROBABILITY,
+             collapse=Number(low=0, high=1, high_open=True), clean_drop=Number(low=0, high=1, low_open=True,
+                                                                               optional=True))
     def __init__(self, x: Tensor, y: Tensor, *, eps: float, norm: float | str = INF, pgd_steps: int = 10,
                  n: int | None = 512, drop: float = 0.2, gap: float = 0.2, collapse: float = 0.1,
                  clean_drop: float | None = 0.3, action: Action = "warn",
@@ -192,11 +200,7 @@ class CatastrophicOverfittingDetector:
         self.pgd_steps = int(pgd_steps)
         self.drop = float(drop)
         self.gap = float(gap)
-        if not 0.0 <= collapse < 1.0:
-            raise ConfigError(f"collapse must be in [0, 1), got {collapse}; 0 turns the collapse branch off")
         self.collapse = float(collapse)
-        if clean_drop is not None and not 0.0 < clean_drop <= 1.0:
-            raise ConfigError(f"clean_drop must be in (0, 1], got {clean_drop}; None turns the clean-accuracy rule off")
         self.clean_drop = clean_drop
         self.action = action
         self.switch_to = switch_to

@@ -15,8 +15,9 @@ IV-C4 eq. (22)-(23) (ACET).
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -24,10 +25,31 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attacks.base import Attack, Criterion
+from ..checks import (
+    COUNT,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    OPTIONAL_COUNT,
+    POSITIVE,
+    PROBABILITY,
+    Number,
+    check,
+    checked,
+    declared_checks,
+)
 from ..errors import ConfigError
 from ..norms import INF, check_eps, norm_name, parse_norm
 from ..ops import per_sample
-from .loop import StepContext
+from ..registry import Registry
+from .contracts import Objective, StepContext
+
+#: Every training objective by name (``robustlens train --objective``), registered beside its class. Metadata:
+#: ``radius``, the constructor parameter that ``eps`` sets (``"eps"``, ``"sigma"``, ``"eta"`` or ``None``), and
+#: ``summary``, one line for the command line's help.
+OBJECTIVES: Registry[type] = Registry("objective")
+
+#: A step size or radius that is positive when given (``None``: the objective's default).
+OPTIONAL_POSITIVE = Number(low=0, low_open=True, optional=True)
 
 
 def _accuracy(logits: Tensor, y: Tensor) -> Tensor:
@@ -76,6 +98,7 @@ def run_attack(
 
 
 # ---------------------------------------------------------------------------------------------------- standard
+@OBJECTIVES.register("standard", radius=None, summary="cross-entropy on clean inputs (eq. 1)")
 class Standard:
     """Empirical risk minimisation with cross-entropy (paper eq. (1)-(2))."""
 
@@ -114,9 +137,11 @@ class _OnPerturbed(ABC):
 def _pgd(norm: float, eps: float, steps: int, step_size: float, random_start: bool, loss: Any = "ce") -> Attack:
     from ..attacks.pgd import PGD
 
-    return PGD(norm=norm, eps=eps, steps=steps, alpha=step_size, random_start=random_start, loss=loss)
+    # at eps = 0 the default step size is 0: the attack's own default (the same 2.5 eps / steps) accepts it
+    return PGD(norm=norm, eps=eps, steps=steps, alpha=step_size or None, random_start=random_start, loss=loss)
 
 
+@OBJECTIVES.register("pgd", radius="eps", summary="PGD adversarial training (Madry et al.)")
 class PGDAT(_OnPerturbed):
     """PGD adversarial training (Madry et al., ICLR 2018; paper eq. (14)).
 
@@ -129,14 +154,16 @@ class PGDAT(_OnPerturbed):
         steps: PGD iterations (Madry et al. use 40 on MNIST, 7 on CIFAR-10).
         step_size: default ``2.5 * eps / steps``.
         random_start: start from a uniform point of the ball.
+
+    Example:
+        >>> fit(model, (x, y), objective=PGDAT(eps=0.3, steps=10), epochs=3, eps_warmup=1)
     """
 
     name = "pgd"
 
+    @checked(eps=NON_NEGATIVE, steps=COUNT, step_size=OPTIONAL_POSITIVE)
     def __init__(self, eps: float, *, norm: float | str = INF, steps: int = 10, step_size: float | None = None,
                  random_start: bool = True) -> None:
-        if steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {steps}")
         self.eps = check_eps(eps)
         self.p = parse_norm(norm)
         self.steps = int(steps)
@@ -144,16 +171,23 @@ class PGDAT(_OnPerturbed):
         self.random_start = random_start
         self._attack = _pgd(self.p, self.eps, self.steps, self.step_size, random_start)
 
+    def at_radius(self, eps: float) -> PGDAT:
+        """The same objective at radius ``eps``, its step size scaled with it (the eps warm-up)."""
+        return PGDAT(eps, norm=self.p, steps=self.steps, step_size=self.step_size * eps / self.eps,
+                     random_start=self.random_start)
+
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
         return run_attack(self._attack, x, y, step_ctx, self.name)
 
 
+@OBJECTIVES.register("fgsm", radius="eps", summary="FGSM adversarial training (Goodfellow et al.)")
 class FGSMAT(_OnPerturbed):
     """FGSM adversarial training (Goodfellow et al., ICLR 2015): one signed-gradient step of size ``eps`` from the
     clean input, ``x + eps sign(grad_x CE)``; prone to catastrophic overfitting at large eps (paper Sec. III-B2)."""
 
     name = "fgsm"
 
+    @checked(eps=NON_NEGATIVE)
     def __init__(self, eps: float, *, norm: float | str = INF) -> None:
         self.eps = check_eps(eps)
         self.p = parse_norm(norm)
@@ -161,10 +195,16 @@ class FGSMAT(_OnPerturbed):
 
         self._attack = FGSM(norm=self.p, eps=self.eps)
 
+    def at_radius(self, eps: float) -> FGSMAT:
+        """The same objective at radius ``eps`` (the eps warm-up)."""
+        return FGSMAT(eps, norm=self.p)
+
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
         return run_attack(self._attack, x, y, step_ctx, self.name)
 
 
+@OBJECTIVES.register("fgsm-rs", radius="eps",
+                      summary="FGSM from a random start, fast AT (Wong et al.)")
 class FGSMRS(_OnPerturbed):
     """"Fast" adversarial training, FGSM with a random start (Wong, Rice and Kolter, ICLR 2020).
 
@@ -175,16 +215,23 @@ class FGSMRS(_OnPerturbed):
 
     name = "fgsm-rs"
 
+    @checked(eps=NON_NEGATIVE, alpha=OPTIONAL_POSITIVE)
     def __init__(self, eps: float, *, alpha: float | None = None, norm: float | str = INF) -> None:
         self.eps = check_eps(eps)
         self.p = parse_norm(norm)
         self.alpha = float(alpha) if alpha is not None else 1.25 * self.eps
         self._attack = _pgd(self.p, self.eps, 1, self.alpha, True)
 
+    def at_radius(self, eps: float) -> FGSMRS:
+        """The same objective at radius ``eps``, its step scaled with it (the eps warm-up)."""
+        return FGSMRS(eps, alpha=self.alpha * eps / self.eps, norm=self.p)
+
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
         return run_attack(self._attack, x, y, step_ctx, self.name)
 
 
+@OBJECTIVES.register("gradalign", radius="eps",
+                      summary="FGSM with the gradient-alignment regulariser (Andriushchenko and Flammarion)")
 class GradAlign(_OnPerturbed):
     """FGSM training with the gradient-alignment regulariser (Andriushchenko and Flammarion, NeurIPS 2020).
 
@@ -216,6 +263,7 @@ class GradAlign(_OnPerturbed):
 
     name = "gradalign"
 
+    @checked(eps=NON_NEGATIVE, lam=NON_NEGATIVE, alpha=OPTIONAL_POSITIVE)
     def __init__(self, eps: float, *, lam: float = 0.2, norm: float | str = INF, detach_clean: bool = False,
                  random_start: bool = False, alpha: float | None = None, clip_noise: bool = True) -> None:
         self.eps = check_eps(eps)
@@ -227,11 +275,14 @@ class GradAlign(_OnPerturbed):
         self.alpha = float(alpha) if alpha is not None else (1.25 if self.random_start else 1.0) * self.eps
         if self.p != INF:
             raise ConfigError("GradAlign is implemented for the Linf norm (the uniform noise is drawn in the cube)")
-        if not self.alpha > 0:
-            raise ConfigError(f"alpha (the FGSM step) must be > 0, got {alpha}")
         from ..attacks.fgsm import FGSM
 
         self._attack = FGSM(norm=self.p, eps=self.eps)
+
+    def at_radius(self, eps: float) -> GradAlign:
+        """The same objective at radius ``eps``, its FGSM step scaled with it (the eps warm-up)."""
+        return GradAlign(eps, lam=self.lam, norm=self.p, detach_clean=self.detach_clean,
+                         random_start=self.random_start, alpha=self.alpha * eps / self.eps, clip_noise=self.clip_noise)
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
         clf = step_ctx.clf
@@ -288,6 +339,7 @@ class GradAlign(_OnPerturbed):
                                      "grad_cosine": 1.0 - reg.detach()}
 
 
+@OBJECTIVES.register("trades", radius="eps", summary="TRADES, clean loss + beta KL (Zhang et al.)")
 class TRADES:
     """TRADES (Zhang et al., ICML 2019): ``CE(f(x), y) + beta * KL(p(x) || p(x'))`` with ``x'`` maximising the KL
     divergence inside the eps-ball.
@@ -300,10 +352,9 @@ class TRADES:
 
     name = "trades"
 
+    @checked(eps=NON_NEGATIVE, beta=NON_NEGATIVE, steps=COUNT, step_size=OPTIONAL_POSITIVE)
     def __init__(self, eps: float, *, beta: float = 6.0, steps: int = 10, step_size: float | None = None,
                  norm: float | str = INF) -> None:
-        if steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {steps}")
         self.eps = check_eps(eps)
         self.beta = float(beta)
         self.steps = int(steps)
@@ -313,6 +364,10 @@ class TRADES:
     def config(self) -> dict[str, Any]:
         return {"eps": self.eps, "beta": self.beta, "steps": self.steps, "step_size": self.step_size,
                 "norm": norm_name(self.p)}
+
+    def at_radius(self, eps: float) -> TRADES:
+        """The same objective at radius ``eps``, its step size scaled with it (the eps warm-up)."""
+        return TRADES(eps, beta=self.beta, steps=self.steps, step_size=self.step_size * eps / self.eps, norm=self.p)
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext,
                 clean_logits: Tensor | None = None) -> Tensor:
@@ -345,6 +400,7 @@ class TRADES:
                                      "kl": kl.detach()}
 
 
+@OBJECTIVES.register("cure", radius=None, summary="curvature regularisation (Moosavi-Dezfooli et al.)")
 class CURE:
     """CURE (Moosavi-Dezfooli, Fawzi, Uesato and Frossard, CVPR 2019): curvature regularisation.
 
@@ -361,11 +417,8 @@ class CURE:
 
     name = "cure"
 
+    @checked(h=POSITIVE, lam=NON_NEGATIVE)
     def __init__(self, *, h: float = 1.5, lam: float = 4.0) -> None:
-        if not h > 0:
-            raise ConfigError(f"h must be > 0, got {h}")
-        if lam < 0:
-            raise ConfigError(f"lam must be >= 0, got {lam}")
         self.h = float(h)
         self.lam = float(lam)
 
@@ -398,6 +451,7 @@ class CURE:
         return ce + self.lam * reg, {"accuracy": _accuracy(logits, y), "ce": ce.detach(), "curvature": reg.detach()}
 
 
+@OBJECTIVES.register("deepfool", radius=None, summary="training on DeepFool's minimal perturbations")
 class DeepFoolAT(_OnPerturbed):
     """Training on DeepFool's minimal L2 perturbations (Moosavi-Dezfooli et al., CVPR 2016, Sec. 4; paper eq. (8)).
 
@@ -412,12 +466,12 @@ class DeepFoolAT(_OnPerturbed):
 
     name = "deepfool"
 
+    @checked(overshoot=NON_NEGATIVE, max_iter=COUNT, candidates=OPTIONAL_COUNT, max_norm=OPTIONAL_POSITIVE,
+             weight=PROBABILITY)
     def __init__(self, *, overshoot: float = 0.02, max_iter: int = 10, candidates: int | None = 10,
                  max_norm: float | None = None, weight: float = 0.5) -> None:
         from ..attacks.deepfool import DeepFool
 
-        if not 0 <= weight <= 1:
-            raise ConfigError(f"weight must be in [0, 1], got {weight}")
         self.overshoot = float(overshoot)
         self.max_iter = int(max_iter)
         self.max_norm = None if max_norm is None else check_eps(max_norm)
@@ -449,15 +503,16 @@ class DeepFoolAT(_OnPerturbed):
         return loss, stats
 
 
+@OBJECTIVES.register("gaussian", radius="sigma",
+                      summary="Gaussian noise augmentation, the base model of smoothing (Cohen et al.)")
 class GaussianAugmentation(_OnPerturbed):
     """Training on ``x + sigma * N(0, I)`` (Cohen, Rosenfeld and Kolter, ICML 2019): the base classifier of
     randomized smoothing. The noisy input is not clipped to the bounds, as in the reference."""
 
     name = "gaussian"
 
+    @checked(sigma=POSITIVE)
     def __init__(self, sigma: float) -> None:
-        if not sigma > 0:
-            raise ConfigError(f"sigma must be > 0, got {sigma}")
         self.sigma = float(sigma)
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, step_ctx: StepContext) -> Tensor:
@@ -468,6 +523,7 @@ class GaussianAugmentation(_OnPerturbed):
 NoiseKind = Literal["uniform", "permuted"]
 
 
+@OBJECTIVES.register("acet", radius="eta", summary="low confidence around noise (Hein et al., eq. 22-23)")
 class ACET:
     """Adversarial confidence enhanced training (Hein, Andriushchenko and Bitterwolf, CVPR 2019; paper eq. (22)-(23)).
 
@@ -479,12 +535,11 @@ class ACET:
 
     name = "acet"
 
+    @checked(eta=NON_NEGATIVE, lam=NON_NEGATIVE, steps=NON_NEGATIVE_INT, step_size=OPTIONAL_POSITIVE)
     def __init__(self, eta: float = 0.3, *, lam: float = 1.0, steps: int = 10, step_size: float | None = None,
                  noise: NoiseKind = "uniform", norm: float | str = INF) -> None:
         if noise not in ("uniform", "permuted"):
             raise ConfigError(f"noise must be 'uniform' or 'permuted', got {noise!r}")
-        if steps < 0:
-            raise ConfigError(f"steps must be >= 0, got {steps}")
         self.eta = check_eps(eta)
         self.lam = float(lam)
         self.steps = int(steps)
@@ -529,41 +584,47 @@ def _log_confidence(logits: Tensor, labels: Tensor, targets: Tensor | None) -> T
     return F.log_softmax(logits, dim=1).amax(1)
 
 
-OBJECTIVES = {
-    "standard": Standard,
-    "pgd": PGDAT,
-    "fgsm": FGSMAT,
-    "fgsm-rs": FGSMRS,
-    "gradalign": GradAlign,
-    "trades": TRADES,
-    "cure": CURE,
-    "deepfool": DeepFoolAT,
-    "gaussian": GaussianAugmentation,
-    "acet": ACET,
-}
+def make_objective(name: str, eps: float | None = None, *, spelling: Mapping[str, str] | None = None,
+                   **options: Any) -> Objective:
+    """The objective registered as ``name`` (:data:`OBJECTIVES`), built with ``eps`` and ``options``.
 
+    ``eps`` sets the objective's radius under its own name (``sigma`` for ``gaussian``, ``eta`` for ``acet``); an
+    option set to ``None`` keeps the objective's default. An option the objective does not take is an error, not
+    silently ignored, and every numeric option is checked with the rule its constructor declares
+    (:func:`robustlens.checks.checked`) before anything is built. ``spelling`` maps constructor keywords to the
+    names the user typed (the command line's ``--step-size`` for ``step_size``), so messages name those.
 
-def make_objective(name: str, *, eps: float = 0.3, steps: int = 10, **kwargs: Any) -> Any:
-    """Build an objective by its CLI name with the common settings (``eps`` is ``sigma`` for ``gaussian`` and
-    ``eta`` for ``acet``; ``steps`` applies to ``pgd``, ``trades`` and ``acet``)."""
+    Example:
+        >>> make_objective("pgd", 0.3, steps=7)
+        >>> make_objective("gaussian", 0.25)        # sigma 0.25
+    """
     if name not in OBJECTIVES:
-        raise ConfigError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
-    if name in ("standard", "gaussian") and kwargs:
-        raise ConfigError(f"objective {name!r} takes no options besides eps (sigma for gaussian); got "
-                          f"{', '.join(sorted(kwargs))}")
-    if name == "standard":
-        return Standard()
-    if name in ("pgd", "trades"):
-        return OBJECTIVES[name](eps, steps=steps, **kwargs)
-    if name == "acet":
-        return ACET(eps, steps=steps, **kwargs)
-    if name == "gaussian":
-        return GaussianAugmentation(eps)
-    if name == "cure":
-        return CURE(**kwargs)
-    if name == "deepfool":
-        return DeepFoolAT(**kwargs)
-    return OBJECTIVES[name](eps, **kwargs)
-
-
-
+        flag = "--objective" if spelling is not None else "objective"
+        raise ConfigError(f"unknown {flag} {name!r}; choose one of {', '.join(OBJECTIVES)}")
+    entry = OBJECTIVES.entry(name)
+    cls: Any = entry.obj
+    radius: str | None = entry.meta.get("radius")
+    params = inspect.signature(cls).parameters
+    spell = dict(spelling or {})
+    named = spell.get
+    what = f"--objective {entry.name}" if spelling is not None else f"objective {entry.name!r}"
+    offered = [k for k in params if k != radius and (spelling is None or k in spell)]
+    takes = ([named("eps", "eps")] if radius else []) + [named(k, k) for k in offered]
+    accepted = ", ".join(takes) or "no options"
+    rules = declared_checks(cls)
+    kwargs: dict[str, Any] = {}
+    if eps is not None:
+        if radius is None:
+            raise ConfigError(f"{named('eps', 'eps')} does not apply to {what}; it takes {accepted}")
+        kwargs[radius] = check(eps, named("eps", "eps"), rules[radius], what) if radius in rules else eps
+    elif radius is not None and params[radius].default is inspect.Parameter.empty:
+        kind = "the noise level sigma" if radius == "sigma" else "the radius of the threat model"
+        raise ConfigError(f"{what} needs {named('eps', 'eps')} ({kind}, in data units: e.g. 0.3 on MNIST, 8/255 on "
+                          "CIFAR-10)")
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key not in offered:
+            raise ConfigError(f"{named(key, key)} does not apply to {what}; it takes {accepted}")
+        kwargs[key] = check(value, named(key, key), rules[key], what) if key in rules else value
+    return cls(**kwargs)

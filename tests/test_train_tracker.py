@@ -10,8 +10,8 @@ from torch import nn
 from robustlens import Classifier
 from robustlens.errors import ConfigError
 from robustlens.geometry.subspaces import diagonal_dct_subspaces, subspace_margins
-from robustlens.geometry.tracker import MarginTracker, MarginTrackResult, plot_margin_evolution
 from robustlens.train import fit
+from robustlens.train.tracker import MarginTracker, MarginTrackResult, plot_margin_evolution
 
 
 def _data(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

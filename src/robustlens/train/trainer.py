@@ -1,4 +1,4 @@
-"""The one training loop: :func:`fit` / :class:`Trainer`.
+"""The one training loop, :class:`Trainer` (built and run by :func:`robustlens.train.fit`).
 
 Every training method in robustlens (standard training, the adversarial-training family of eq. (14), the
 regularisers of Sec. III-B3, noise augmentation for smoothing, ACET of eq. (22)-(23)) is an :class:`Objective`
@@ -18,286 +18,57 @@ Reproducibility:
 
 from __future__ import annotations
 
-import io
-import math
-import random
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ..checks import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, Number, checked
 from ..classifier import Classifier
 from ..errors import ConfigError, InputError, RobustLensWarning
-from ..results import Result, atomic_write_bytes
-from ..seeding import SampleRNG, generator, seed_everything, stable_hash
+from ..results import _from_jsonable
+from ..seeding import seed_everything, stable_hash
+from ..state import canonical, diff
 from . import distributed as ddp
-
-CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_FORMAT = "robustlens-train-checkpoint"
-CHECKPOINT_VERSION = 1
-
-DataSpec = Dataset | tuple[Tensor, Tensor] | Sequence[Tensor]
-
-
-# ---------------------------------------------------------------------------------------------------- contracts
-@dataclass
-class StepContext:
-    """What an objective may use besides the model and the batch.
-
-    Attributes:
-        epoch: 0-based epoch index.
-        step: global optimisation step (0-based, counted on this rank).
-        indices: dataset index of every sample of the batch (keys per-sample random streams).
-        seed: the run's seed.
-        clf: a :class:`~robustlens.classifier.Classifier` on the *unwrapped* model, for attacks. Built with
-            ``eval_mode=False`` when the trainer's ``attack_mode`` is ``"train"`` (the model is attacked as it is
-            trained, BatchNorm in batch-statistics mode, as in Madry et al. and Wong et al.), else ``True``.
-        rank: this process' rank (0 for one process).
-        trainer: the running :class:`Trainer` (read-only use).
-    """
-
-    epoch: int
-    step: int
-    indices: Tensor
-    seed: int
-    clf: Classifier
-    rank: int = 0
-    trainer: Trainer | None = None
-
-    def sample_rng(self, *key: object) -> SampleRNG:
-        """Per-sample random streams keyed by ``(seed, key, epoch)`` and each sample's dataset index.
-
-        The draw for one sample does not depend on the batch size, the rank or the resume point.
-        """
-        return SampleRNG(stable_hash(self.seed, "train", self.epoch, *key), self.indices)
-
-    def generator(self, *key: object) -> torch.Generator:
-        """A generator for batched draws, seeded from ``(seed, key, epoch, step, rank)`` on the model's device."""
-        return generator(self.seed, "train-step", self.epoch, self.step, self.rank, *key, device=self.clf.device)
-
-
-@runtime_checkable
-class Objective(Protocol):
-    """A training objective: the per-batch loss minimised by the loop.
-
-    ``loss`` returns the scalar loss to back-propagate (the batch mean) and a dict of statistics (floats or 0-d
-    tensors, averaged over the epoch and logged). ``model`` is the module to train (wrapped in
-    ``DistributedDataParallel`` under torchrun), already in train mode; it maps data-space inputs to logits.
-    """
-
-    name: str
-
-    def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, step_ctx: StepContext) -> tuple[Tensor, dict[str, Any]]:
-        ...
-
-
-class Callback(Protocol):
-    """Called by the loop after each epoch's evaluation. Set ``trainer.stop_training = True`` to stop.
-
-    Optional methods the loop calls when present: ``on_train_begin(trainer)``, ``on_batch_end(trainer, step_ctx,
-    stats)``, ``on_train_end(trainer, history)``, ``state_dict()`` / ``load_state_dict(d)`` (saved in checkpoints;
-    must hold only tensors and plain Python values).
-    """
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, history: TrainingHistory) -> None:
-        ...
-
-
-# ---------------------------------------------------------------------------------------------------- results
-@dataclass
-class EpochRecord(Result):
-    """One epoch of training.
-
-    Attributes:
-        epoch: 0-based epoch index.
-        lr: learning rate at the end of the epoch.
-        train: epoch averages of the objective's statistics (``loss``, ``accuracy``, ...), over all ranks.
-        eval: clean ``accuracy`` and ``loss`` on the evaluation data (empty without it).
-        metrics: values recorded by callbacks (robust accuracy, gradient alignment, ...).
-        samples: training samples processed in the epoch, over all ranks.
-        time_s: wall-clock seconds of the training part of the epoch (evaluation and callbacks excluded).
-        objective: name of the objective used in this epoch (a callback may switch it).
-    """
-
-    epoch: int
-    lr: float
-    train: dict[str, float] = field(default_factory=dict)
-    eval: dict[str, float] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    samples: int = 0
-    time_s: float = 0.0
-    objective: str = ""
-
-
-@dataclass
-class TrainingHistory(Result):
-    """What :func:`fit` returns: the configuration and one :class:`EpochRecord` per completed epoch.
-
-    Attributes:
-        config: the run's settings (objective, optimizer, lr, schedule, epochs, batch size, seed, world size...).
-        records: one record per completed epoch, in order.
-        stopped_early: whether a callback stopped the run before ``epochs``.
-        stop_reason: why, when it did.
-        checkpoint: path of the last checkpoint written (``None`` without ``out_dir``).
-    """
-
-    config: dict[str, Any] = field(default_factory=dict)
-    records: list[EpochRecord] = field(default_factory=list)
-    stopped_early: bool = False
-    stop_reason: str | None = None
-    checkpoint: str | None = None
-
-    def series(self, key: str) -> list[float]:
-        """Values of one quantity over epochs: ``"train.loss"``, ``"eval.accuracy"``, ``"metrics.robust_accuracy"``,
-        ``"time_s"``... (``nan`` where an epoch did not record it)."""
-        section, _, name = key.partition(".")
-        out = []
-        for r in self.records:
-            if not name:
-                out.append(float(getattr(r, section)))
-                continue
-            d = getattr(r, section)
-            v = d.get(name, float("nan"))
-            out.append(float(v) if isinstance(v, (int, float)) else float("nan"))
-        return out
-
-    @property
-    def last(self) -> EpochRecord:
-        if not self.records:
-            raise ConfigError("the history has no completed epoch")
-        return self.records[-1]
-
-
-# ---------------------------------------------------------------------------------------------------- helpers
-class IndexedDataset(Dataset):
-    """Wraps a dataset so that items are ``(x, y, index)``: the index keys per-sample random streams."""
-
-    def __init__(self, base: Dataset) -> None:
-        self.base = base
-
-    def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, int]:
-        x, y = self.base[i][:2]
-        return x, y, i
-
-
-class DataSpace(nn.Module):
-    """A module applying ``(x - mean) / std`` before ``model``: trains a :class:`Classifier`'s model in data space."""
-
-    mean: Tensor | None
-    std: Tensor | None
-
-    def __init__(self, model: nn.Module, mean: Tensor | None, std: Tensor | None) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", None if mean is None else mean.clone(), persistent=False)
-        self.register_buffer("std", None if std is None else std.clone(), persistent=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        if self.mean is not None:
-            x = x - self.mean.view(shape)
-        if self.std is not None:
-            x = x / self.std.view(shape)
-        return self.model(x)
-
-
-def as_dataset(data: DataSpec, name: str) -> Dataset:
-    """Accept a ``Dataset`` or a pair of tensors ``(x, y)`` (also the objects ``robustlens.data`` returns)."""
-    if isinstance(data, Dataset):
-        return data
-    if hasattr(data, "x") and hasattr(data, "y") and isinstance(data.x, Tensor):
-        return TensorDataset(data.x, data.y)  # type: ignore[union-attr]
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
-        x, y = data
-        if x.shape[0] != y.shape[0]:
-            raise InputError(f"{name}: {x.shape[0]} inputs but {y.shape[0]} labels; pass one label per input")
-        if not x.is_floating_point():
-            raise InputError(f"{name}: inputs must be floating point in the data range, got {x.dtype} "
-                             "(images stored as 0-255 integers: use x.float() / 255)")
-        if y.is_floating_point() or y.ndim != 1:
-            raise InputError(f"{name}: labels must be a 1-d tensor of class indices, got {y.dtype} {tuple(y.shape)}")
-        return TensorDataset(x, y)
-    raise InputError(f"{name} must be a torch Dataset or a pair (x, y) of tensors, got {type(data).__name__}")
-
-
-def _tensors_of(ds: Dataset) -> tuple[Tensor, Tensor]:
-    if isinstance(ds, TensorDataset):
-        return ds.tensors[0], ds.tensors[1]
-    xs, ys = zip(*(ds[i][:2] for i in range(len(ds))), strict=True)  # type: ignore[arg-type]
-    return torch.stack(list(xs)), torch.as_tensor(ys)
-
-
-def _rng_state() -> dict[str, Any]:
-    """Global RNG states as tensors (loadable with ``torch.load(weights_only=True)``)."""
-    np_state: Any = np.random.get_state()
-    py_state = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy_keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-        "numpy_meta": torch.tensor([int(np_state[2]), int(np_state[3])], dtype=torch.int64),
-        "numpy_gauss": torch.tensor(float(np_state[4]), dtype=torch.float64),
-        "python": torch.tensor(list(py_state[1]), dtype=torch.int64),
-        "python_version": int(py_state[0]),
-        "python_gauss": None if py_state[2] is None else float(py_state[2]),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    meta = state["numpy_meta"].tolist()
-    np.random.set_state(
-        ("MT19937", state["numpy_keys"].numpy().astype(np.uint32), meta[0], meta[1], float(state["numpy_gauss"]))
-    )
-    random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write a checkpoint atomically (temporary file + rename): an interruption never leaves half a file."""
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    path = Path(path)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a training checkpoint with ``torch.load(weights_only=True)`` (no arbitrary pickle execution)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"no checkpoint at {path}; train first, or drop resume")
-    payload = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"{path} is not a robustlens training checkpoint")
-    return payload
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    CHECKPOINT_VERSION,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from .contracts import Callback, Objective, StepContext
+from .datasets import DataSpace, DataSpec, IndexedDataset, as_dataset, tensors_of
+from .history import EpochRecord, TrainingHistory
+from .warmup import EpsWarmup
 
 
 def _to_float(v: Any) -> float:
     return float(v.detach()) if isinstance(v, Tensor) else float(v)
 
 
-# ---------------------------------------------------------------------------------------------------- trainer
 Schedule = Literal["cosine", "onecycle", "constant"]
 OptimizerName = Literal["sgd", "adam"]
+
+
+#: The rules of the loop's numeric settings, declared once for :class:`Trainer` and :func:`~robustlens.train.fit`
+#: (and applied to the ``robustlens train`` options of the same names).
+SETTINGS: dict[str, Number] = {
+    "epochs": COUNT,
+    "lr": POSITIVE,
+    "momentum": PROBABILITY,
+    "weight_decay": NON_NEGATIVE,
+    "batch_size": COUNT,
+    "eps_warmup": NON_NEGATIVE,
+}
 
 
 class Trainer:
@@ -309,6 +80,7 @@ class Trainer:
     ``bounds``, ``eval_data`` (tensors), ``classifier()`` (an eval-mode Classifier on the current model).
     """
 
+    @checked(**SETTINGS, eval_batch_size=COUNT)
     def __init__(
         self,
         model: nn.Module | Classifier,
@@ -332,6 +104,7 @@ class Trainer:
         bounds: tuple[float, float] | None = None,
         attack_mode: Literal["train", "eval"] = "train",
         eval_batch_size: int = 512,
+        eps_warmup: float = 0.0,
     ) -> None:
         if isinstance(model, Classifier):
             clf = model
@@ -343,20 +116,15 @@ class Trainer:
             net = model
         else:
             raise ConfigError(f"model must be an nn.Module or a Classifier, got {type(model).__name__}")
-        if epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {epochs}")
-        if not (lr > 0 and math.isfinite(lr)):
-            raise ConfigError(f"lr must be a positive number, got {lr}")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        if weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
         if optimizer not in ("sgd", "adam"):
             raise ConfigError(f"unknown optimizer {optimizer!r}; use 'sgd' or 'adam'")
         if schedule not in ("cosine", "onecycle", "constant"):
             raise ConfigError(f"unknown schedule {schedule!r}; use 'cosine', 'onecycle' or 'constant'")
         if attack_mode not in ("train", "eval"):
             raise ConfigError(f"attack_mode must be 'train' or 'eval', got {attack_mode!r}")
+        if eps_warmup > epochs:
+            raise ConfigError(f"eps_warmup ({eps_warmup:g} epochs) is longer than the run ({epochs} epochs): the "
+                              "model would never train at the full radius; use at most the number of epochs")
         if resume and out_dir is None:
             raise ConfigError("resume=True needs out_dir: the checkpoint to resume from lives there")
         if objective is None:
@@ -396,6 +164,8 @@ class Trainer:
         self.bounds = bounds or (0.0, 1.0)
         self.attack_mode = attack_mode
         self.eval_batch_size = int(eval_batch_size)
+        self.eps_warmup = float(eps_warmup)
+        self.warmup = EpsWarmup(0)
         self.stop_training = False
         self.stop_reason: str | None = None
         self.epoch = 0
@@ -431,6 +201,8 @@ class Trainer:
             "amp": self.amp,
             "channels_last": self.channels_last,
             "attack_mode": self.attack_mode,
+            "eps_warmup": self.eps_warmup,
+            "eps_warmup_steps": self.warmup.steps,
             "device": str(self.device),
         }
 
@@ -451,7 +223,7 @@ class Trainer:
     def _fingerprint(self) -> dict[str, Any]:
         cfg = self.config()
         return {k: cfg[k] for k in ("epochs", "optimizer", "lr", "schedule", "weight_decay", "batch_size", "seed",
-                                    "world_size")}
+                                    "world_size", "eps_warmup")}
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_payload(self, epoch: int, rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -468,7 +240,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": _rng_state() if rng_ranks is None else rng_ranks[0],
+            "rng": rng_state() if rng_ranks is None else rng_ranks[0],
             "history": self.history.to_dict(),
             "objective": self.objective.name,
             "fingerprint": self._fingerprint(),
@@ -481,15 +253,13 @@ class Trainer:
         return payload
 
     def _restore(self, payload: dict[str, Any]) -> int:
-        fp = payload.get("fingerprint", {})
-        mine = self._fingerprint()
-        diff = {k: (fp.get(k), v) for k, v in mine.items() if fp.get(k) != v}
-        if diff:
-            detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-            raise ConfigError(
-                f"cannot resume: the run's settings differ from the checkpoint's ({detail}); use the same settings "
-                "or a fresh out_dir"
-            )
+        # the one fingerprint comparison of robustlens (state.canonical / state.diff: NaN matches itself)
+        recorded = canonical({"eps_warmup": 0.0, **payload.get("fingerprint", {})})  # checkpoints before the warm-up
+        mine = canonical(self._fingerprint())
+        if recorded != mine:
+            lines = "\n  ".join(diff(recorded, mine))
+            raise ConfigError(f"cannot resume: the run's settings differ from the checkpoint's:\n  {lines}\nuse the "
+                              "same settings, or a fresh out_dir")
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
@@ -497,12 +267,10 @@ class Trainer:
             self.scaler.load_state_dict(payload["scaler"])
         ranks = payload.get("rng_ranks")
         if isinstance(ranks, list) and len(ranks) == self.dist.world_size:
-            _set_rng_state(ranks[self.dist.rank])
+            set_rng_state(ranks[self.dist.rank])
         else:
-            _set_rng_state(payload["rng"])
+            set_rng_state(payload["rng"])
         self.step = int(payload["step"])
-        from ..results import _from_jsonable
-
         hist = _from_jsonable(payload["history"], {})
         if isinstance(hist, TrainingHistory):
             self.history = hist
@@ -548,7 +316,7 @@ class Trainer:
         if len(train_ds) == 0:  # type: ignore[arg-type]
             raise InputError("train_data is empty")
         if eval_data is not None:
-            self.eval_data = _tensors_of(as_dataset(eval_data, "eval_data"))
+            self.eval_data = tensors_of(as_dataset(eval_data, "eval_data"))
         self.dist = ddp.setup(self.device)
         try:
             return self._fit(train_ds)
@@ -569,6 +337,7 @@ class Trainer:
         loader = DataLoader(IndexedDataset(train_ds), batch_size=self.batch_size // info.world_size,
                             sampler=sampler, num_workers=0, drop_last=False)
         steps_per_epoch = len(loader)
+        self.warmup = EpsWarmup(round(self.eps_warmup * steps_per_epoch))
         if info.enabled:
             kw: dict[str, Any] = {}
             if self.device.type == "cuda":
@@ -612,7 +381,7 @@ class Trainer:
                 self.history.stop_reason = self.stop_reason
             if ckpt is not None:
                 # every rank's global RNG state goes into the checkpoint (a collective, so on all ranks)
-                rng_ranks = ddp.gather_objects(_rng_state(), info)
+                rng_ranks = ddp.gather_objects(rng_state(), info)
                 if info.is_main:
                     save_checkpoint(ckpt, self._checkpoint_payload(epoch, rng_ranks))
                     self.history.checkpoint = str(ckpt)
@@ -649,8 +418,11 @@ class Trainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             ctx = StepContext(epoch=epoch, step=self.step, indices=idx, seed=self.seed, clf=attack_clf,
                               rank=info.rank, trainer=self)
+            objective, eps = self.warmup.objective_at(self.objective, self.step)
             with torch.autocast(device_type=self.device.type, enabled=self.amp):
-                loss, stats = self.objective.loss(model, x, y, step_ctx=ctx)
+                loss, stats = objective.loss(model, x, y, step_ctx=ctx)
+            if eps is not None:
+                stats = {**stats, "eps": eps}
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"the training loss became {float(loss)} at epoch {epoch}, step {self.step}; lower the "
@@ -693,81 +465,4 @@ class Trainer:
                            samples=int(total), time_s=elapsed, objective=self.objective.name)
 
 
-def fit(
-    model: nn.Module | Classifier,
-    train_data: DataSpec,
-    *,
-    objective: Objective | None = None,
-    epochs: int = 1,
-    optimizer: OptimizerName = "sgd",
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    schedule: Schedule = "cosine",
-    weight_decay: float = 5e-4,
-    batch_size: int = 128,
-    seed: int = 0,
-    eval_data: DataSpec | None = None,
-    callbacks: Sequence[Callback] = (),
-    out_dir: str | Path | None = None,
-    resume: bool = False,
-    device: str | torch.device | None = None,
-    amp: bool = False,
-    channels_last: bool = False,
-    progress: bool = True,
-    bounds: tuple[float, float] | None = None,
-    attack_mode: Literal["train", "eval"] = "train",
-) -> TrainingHistory:
-    """Train ``model`` on ``train_data`` by minimising ``objective`` (paper eq. (1), or eq. (14) for adversarial
-    objectives) and return the :class:`TrainingHistory`.
-
-    Args:
-        model: a module mapping data-space inputs to logits, or a :class:`Classifier` (its mean/std are applied
-            inside; its bounds are used by the attacks). Trained in place.
-        train_data: a ``Dataset`` of ``(x, y)`` or a pair of tensors; inputs in the data range ``bounds``.
-        objective: an :class:`Objective` (default: :class:`~robustlens.train.objectives.Standard` cross-entropy).
-        epochs: number of passes over the data.
-        optimizer: ``"sgd"`` (with ``momentum``, Nesterov off) or ``"adam"``.
-        lr: the (peak) learning rate.
-        schedule: ``"cosine"`` (annealed to 0 per step), ``"onecycle"`` (Smith & Topin 2019, used by Wong et al.
-            2020 for fast AT) or ``"constant"``.
-        weight_decay: L2 weight decay of the optimizer.
-        batch_size: global batch size (split over processes under torchrun).
-        seed: seed of the data order and of every random draw of the objectives.
-        eval_data: held-out data evaluated (clean accuracy, loss) after every epoch.
-        callbacks: objects with ``on_epoch_end(trainer, epoch, history)``; see :class:`Callback`.
-        out_dir: where ``checkpoint.pt`` (each epoch, atomic) and ``history.json`` are written (rank 0).
-        resume: continue from ``out_dir/checkpoint.pt`` when it exists (settings must match).
-        device: where to train (default: the model's device).
-        amp: mixed precision (float16 autocast + gradient scaling), CUDA only.
-        channels_last: channels-last memory format for 4-d inputs, CUDA only.
-        progress: show a tqdm bar per epoch (rank 0).
-        bounds: data range for attacks (default ``(0, 1)``, or the Classifier's).
-        attack_mode: ``"train"`` attacks the model in train mode (BatchNorm batch statistics, as in Madry et al.
-            2018 and Wong et al. 2020), ``"eval"`` in eval mode.
-
-    Example:
-        >>> from robustlens.train import fit, PGDAT
-        >>> hist = fit(model, (x, y), objective=PGDAT(eps=0.3, steps=10), epochs=10, lr=0.05, eval_data=(xt, yt))
-        >>> hist.series("eval.accuracy")
-    """
-    trainer = Trainer(
-        model, objective=objective, epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum,
-        schedule=schedule, weight_decay=weight_decay, batch_size=batch_size, seed=seed, callbacks=callbacks,
-        out_dir=out_dir, resume=resume, device=device, amp=amp, channels_last=channels_last, progress=progress,
-        bounds=bounds, attack_mode=attack_mode,
-    )
-    return trainer.fit(train_data, eval_data)
-
-
-def accuracy_under(
-    clf: Classifier, x: Tensor, y: Tensor, perturb: Callable[[Tensor, Tensor], Tensor] | None = None,
-    batch_size: int = 512,
-) -> float:
-    """Accuracy of ``clf`` on ``perturb(x, y)`` (clean when ``perturb`` is None), batched."""
-    correct = 0
-    for i in range(0, x.shape[0], batch_size):
-        xb, yb = x[i:i + batch_size].to(clf.device), y[i:i + batch_size].to(clf.device)
-        if perturb is not None:
-            xb = perturb(xb, yb)
-        correct += int((clf.predict(xb, validate=False) == yb).sum())
-    return correct / max(1, x.shape[0])
+__all__ = ["OptimizerName", "Schedule", "Trainer"]

@@ -18,11 +18,12 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..geometry.subspaces import Subspace, SubspaceMarginResult, _as_subspaces, subspace_margins
 from ..results import Result
-from .subspaces import Subspace, SubspaceMarginResult, _as_subspaces, subspace_margins
 
 if TYPE_CHECKING:
-    from ..train.loop import Trainer, TrainingHistory
+    from .history import TrainingHistory
+    from .trainer import Trainer
 
 
 @dataclass
