@@ -131,7 +131,8 @@ def _refuse(what: str, node: fx.Node, why: str = "") -> ConfigError:
 
 def _describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     if node.op == "call_module":
-        return f"module {type(modules[str(node.target)]).__name__} '{node.target}'"
+        path = str(node.target).removeprefix("net.")  # the path inside the user's model (see _Normalized)
+        return f"module {type(modules[str(node.target)]).__name__} '{path}'"
     if node.op == "call_method":
         return f"method .{node.target}()"
     t = node.target
@@ -380,8 +381,9 @@ def trace_bound_graph(model: nn.Module | Classifier, x: Tensor) -> BoundGraph:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise ConfigError(
             f"bound propagation follows the model's forward by tracing it with torch.fx, and tracing failed: "
-            f"{type(e).__name__}: {first}. Control flow that depends on the input's values (if/while on a tensor) "
-            f"and calls fx cannot record make the computation unknowable to a certificate; {_FIX}"
+            f"{type(e).__name__}: {first}. With control flow that depends on the input's values (if/while on a "
+            "tensor), or calls fx cannot record, the computation a certificate must cover is unknown. Certification "
+            f"supports {SUPPORTED}: {_FIX}"
         ) from None
     with torch.no_grad():
         graph = _Tracer(gm, x).run()
