@@ -11,11 +11,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from models import Affine, affine_distance
-from settings_props import edge_invalid, invalid_values, valid_values
 from scipy import stats
+from settings_props import edge_invalid, invalid_values, valid_values
 
 from robustlens import Classifier, ConfigError
-from robustlens.checks import declared_checks, numeric_parameters
 from robustlens.certify import (
     CertifyResult,
     Smoothed,
@@ -23,6 +22,7 @@ from robustlens.certify import (
     certify_dataset,
     clopper_pearson_lower,
 )
+from robustlens.checks import declared_checks, numeric_parameters
 
 
 def test_clopper_pearson_matches_statsmodels_and_scipy():

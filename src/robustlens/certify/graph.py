@@ -115,9 +115,9 @@ class _Normalized(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         shape = (1, -1) + (1,) * (x.dim() - 2)
         if self.has_mean:
-            x = x - self.mean.view(shape)
+            x = x - self.mean.view(shape)  # type: ignore[operator]
         if self.has_std:
-            x = x / self.std.view(shape)
+            x = x / self.std.view(shape)  # type: ignore[operator]
         return self.net(x)
 
 

@@ -71,7 +71,7 @@ class LinearBackward:
         if i not in self._linear:
             node = self.graph.nodes[i]
             zeros = tuple(torch.zeros_like(self.graph.nodes[j].value) for j in node.inputs)
-            bias, fn_vjp = vjp(node.fn, *zeros)  # an affine map's value at 0 is its bias; its vjp is lam A
+            bias, fn_vjp = vjp(node.fn, *zeros)[:2]  # an affine map's value at 0 is its bias; its vjp is lam A
             self._linear[i] = (bias.detach(), vmap(fn_vjp))
         return self._linear[i]
 
