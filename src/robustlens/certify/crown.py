@@ -7,7 +7,10 @@ form over the ball (``lam . x - eps ||lam||_q``): :mod:`.linear`. The pre-activa
 backward pass started at each pre-activation layer, in order, intersected with the IBP intervals (both are sound);
 layers whose interval is already exact (one affine layer after the input) keep it. Non-ReLU monotone nodes (Tanh,
 Sigmoid, max pooling) are bounded by intervals on CROWN's pre-activation bounds. The margins ``z_y - z_k`` are the
-specification (verified accuracy at eps: the paper's certified robustness after eq. (12)).
+specification (verified accuracy at eps: the paper's certified robustness after eq. (12)). CROWN alone can be
+looser than intervals (an unstable ReLU's lower line ``h`` dips below the interval's ``relu >= 0``), so each
+reported margin bound is the better of CROWN's and the interval bound on CROWN's tightened pre-activations (both
+sound): never looser than IBP.
 
 alpha-CROWN (Xu, Zhang, Wang, Wang, Jana, Lin and Hsieh, "Fast and Complete: Enabling Complete Neural Network
 Verification with Rapid and Massively Parallel Incomplete Verifiers", ICLR 2021) treats the lower slopes of the
@@ -79,13 +82,16 @@ def _optimise_alpha(back: LinearBackward, out: int, spec: Tensor, relax: dict[in
               for i, r in relax.items() if bool(r.unstable.any())}
     if not alphas:
         return best
-    opt = torch.optim.Adam(list(alphas.values()), lr=lr)
+    params = list(alphas.values())
+    opt = torch.optim.Adam(params, lr=lr)
     for _ in range(steps):
         with torch.enable_grad():
             bound = back.lower(out, spec, relax, alphas)
             best = torch.maximum(best, bound.detach())
-            opt.zero_grad()
-            (-bound.sum()).backward()
+            # autograd.grad, not backward: the model's own parameters must not collect gradients
+            grads = torch.autograd.grad(-bound.sum(), params)
+        for a, g in zip(params, grads, strict=True):
+            a.grad = g
         opt.step()
         with torch.no_grad():
             for a in alphas.values():
@@ -137,7 +143,9 @@ def crown_bounds(
             upper.append(torch.minimum(hi, box.hi))
             if yy is not None:
                 spec = margin_spec(yy, value.shape[1], value.dtype)
-                bound = back.lower(out, spec, relax)
+                # CROWN alone can be looser than intervals (a ReLU's lower line below 0 where the interval says
+                # relu >= 0): the interval bound on CROWN's tightened regions is sound too, so take the better one
+                bound = torch.maximum(back.lower(out, spec, relax), back.lower(out, spec, {}))
                 if alpha:
                     bound = _optimise_alpha(back, out, spec, relax, bound, steps, lr)
                 margins.append(bound.T)

@@ -92,12 +92,12 @@ def chunks(model: nn.Module | Classifier, x: Tensor, eps: float, p: float, y: Te
 def assemble(lower: list[Tensor], upper: list[Tensor], margins: list[Tensor], y_given: bool, eps: float, p: float,
              method: str, y: Tensor | None = None) -> IntervalBounds:
     """The result of a method from its per-chunk bounds; NaN or infinite bounds are an error, never a number."""
-    lo, hi = torch.cat(lower), torch.cat(upper)
+    lo, hi = torch.cat(lower).detach(), torch.cat(upper).detach()
     if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
         raise nonfinite_error(f"{method} bounds of the logits")
     margin_lower = certified = None
     if y_given:
-        m = torch.cat(margins)
+        m = torch.cat(margins).detach()
         assert y is not None
         if not bool(torch.isfinite(m).all()):
             raise nonfinite_error(f"{method} bounds of the class margins")
