@@ -15,6 +15,7 @@ from .smoothing import (
     certify_dataset,
     clopper_pearson_lower,
 )
+from .verify import METHODS, VerifyResult, verify
 
 __all__ = [
     "ABSTAIN",
@@ -22,12 +23,15 @@ __all__ = [
     "CertifiedAccuracyCurve",
     "CertifyResult",
     "IntervalBounds",
+    "METHODS",
     "Smoothed",
     "SmoothedPrediction",
+    "VerifyResult",
     "binomial_two_sided_pvalue",
     "certify_dataset",
     "clopper_pearson_lower",
     "crown_bounds",
     "interval_bounds",
     "trace_bound_graph",
+    "verify",
 ]
