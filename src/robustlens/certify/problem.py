@@ -64,6 +64,20 @@ def threat_model(eps: float, norm: float | str) -> tuple[float, float]:
     return eps, p
 
 
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Parameters without ``requires_grad`` for the duration (restored after): the bounds' vector-Jacobian
+    products then record no graph through the weights (about 30% of CROWN's time on a small CNN)."""
+    flags = [(prm, prm.requires_grad) for prm in module.parameters()]
+    for prm, _ in flags:
+        prm.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for prm, flag in flags:
+            prm.requires_grad_(flag)
+
+
 def chunks(model: nn.Module | Classifier, x: Tensor, eps: float, p: float, y: Tensor | Sequence[int] | None,
            batch_size: int | None = None) -> Iterator[tuple[slice, BoundGraph, Region, Tensor | None]]:
     """``(slice, graph, input region, labels)`` for each chunk of the inputs."""
@@ -80,7 +94,7 @@ def chunks(model: nn.Module | Classifier, x: Tensor, eps: float, p: float, y: Te
         bounds, size = None, batch_size or 256
     x = x.detach()
     mode = clf.analysis_mode() if clf is not None else contextlib.nullcontext()
-    with mode:
+    with mode, frozen(clf.analysis_model if clf is not None else model):
         if clf is not None:
             clf.logits(x[:1], validate=False)  # the classifier's own checks of its output (classes, finiteness)
         for start in range(0, x.shape[0], size):
