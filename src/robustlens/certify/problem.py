@@ -94,7 +94,8 @@ def chunks(model: nn.Module | Classifier, x: Tensor, eps: float, p: float, y: Te
         bounds, size = None, batch_size or 256
     x = x.detach()
     mode = clf.analysis_mode() if clf is not None else contextlib.nullcontext()
-    with mode, frozen(clf.analysis_model if clf is not None else model):
+    net = model.analysis_model if isinstance(model, Classifier) else model
+    with mode, frozen(net):
         if clf is not None:
             clf.logits(x[:1], validate=False)  # the classifier's own checks of its output (classes, finiteness)
         for start in range(0, x.shape[0], size):
