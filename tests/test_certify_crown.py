@@ -129,7 +129,7 @@ def test_one_hidden_unit_matches_the_hand_solution():
         graph = trace_bound_graph(net, x)
         regions, relax = crown_regions(graph, input_region(x, eps, INF, None), INF)
         spec = margin_spec(y, 2, torch.float64)
-        alone = float(LinearBackward(graph, regions).lower(graph.output, spec, relax)[1, 0])  # CROWN's lines only
+        alone = float(LinearBackward(graph, regions).lower(graph.output, spec, relax)[1, 0].detach())  # the lines only
         assert alpha == pytest.approx(exact, abs=1e-9)
         assert crown == pytest.approx(exact, abs=1e-12)  # the better of CROWN's lines and the interval bound
         if v < 0:
