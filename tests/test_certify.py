@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from models import Affine, affine_distance
 from scipy import stats
+from settings_props import edge_invalid, invalid_values, valid_values
 
 from robustlens import Classifier, ConfigError
 from robustlens.certify import (
@@ -18,6 +22,7 @@ from robustlens.certify import (
     certify_dataset,
     clopper_pearson_lower,
 )
+from robustlens.checks import declared_checks, numeric_parameters
 
 
 def test_clopper_pearson_matches_statsmodels_and_scipy():
@@ -152,12 +157,12 @@ def test_certified_accuracy_curve_and_plot(tmp_path: Path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"sigma": 0.0}, "sigma must be a finite number > 0"),
+        ({"sigma": 0.0}, "Smoothed: sigma must be a finite number > 0, got 0.0"),
         ({"sigma": float("nan")}, "sigma must be a finite number > 0"),
-        ({"alpha": 1.5}, r"alpha must lie in \(0, 1\)"),
-        ({"n": 0}, "n must be a positive integer"),
-        ({"n0": 2.5}, "n0 must be a positive integer"),
-        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"alpha": 1.5}, r"Smoothed.certify: alpha must be a finite number in \(0, 1\)"),
+        ({"n": 0}, "n must be an integer >= 1"),
+        ({"n0": 2.5}, r"n0 must be an integer >= 1, got 2.5 \(not a whole number\)"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
     ],
 )
 def test_bad_settings_are_refused(kwargs: dict, message: str):
@@ -165,3 +170,47 @@ def test_bad_settings_are_refused(kwargs: dict, message: str):
     sigma = kwargs.pop("sigma", 0.5)
     with pytest.raises(ConfigError, match=message):
         Smoothed(clf, sigma).certify(torch.rand(2, 3), None, **{"n0": 10, "n": 10, **kwargs})
+
+
+def _smoothing_entries() -> list[tuple[str, Any, dict[str, Any]]]:
+    """``(name, call, fixed keyword arguments)`` of every smoothing entry point with declared settings."""
+    clf, x = Classifier(Affine(3, 2)), torch.rand(2, 3, generator=torch.Generator().manual_seed(0))
+    sm = Smoothed(clf, 0.5)
+    small = {"n0": 4, "n": 8, "batch_size": 16}
+    return [
+        ("Smoothed", lambda **kw: Smoothed(clf, **kw), {"sigma": 0.5}),
+        ("certify", lambda **kw: sm.certify(x, **kw), small),
+        ("predict", lambda **kw: sm.predict(x, **kw), {"n": 8, "batch_size": 16}),
+        ("counts", lambda **kw: sm.counts(x, **kw), {"num": 8, "batch_size": 16}),
+        ("certify_dataset", lambda **kw: certify_dataset(sm, (x, None), progress=False, **kw), small),
+    ]
+
+
+SMOOTHING_RULES = {"Smoothed": Smoothed, "certify": Smoothed.certify, "predict": Smoothed.predict,
+                   "counts": Smoothed.counts, "certify_dataset": certify_dataset}
+SMOOTHING_CASES = [(name, param, rule) for name, fn in SMOOTHING_RULES.items()
+                   for param, rule in sorted(declared_checks(fn).items())]
+
+
+def test_every_numeric_smoothing_setting_is_declared():
+    for name, fn in SMOOTHING_RULES.items():
+        declared = set(declared_checks(fn))
+        numeric = set(numeric_parameters(fn)) - {"seed"}
+        assert numeric <= declared, f"{name}: declare {sorted(numeric - declared)} with @checked"
+    assert {"sigma"} <= set(declared_checks(Smoothed)) and {"n0", "n", "alpha"} <= set(declared_checks(
+        Smoothed.certify))
+
+
+@pytest.mark.parametrize("case", SMOOTHING_CASES, ids=lambda c: f"{c[0]}.{c[1]}")
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_smoothing_settings_in_range_run_and_outside_are_refused(case, data: st.DataObject):
+    name, param, rule = case
+    call, fixed = {n: (c, f) for n, c, f in _smoothing_entries()}[name]
+    for bad in [*edge_invalid(rule), data.draw(invalid_values(rule), "invalid")]:
+        with pytest.raises(ConfigError, match=param):
+            call(**{**fixed, param: bad})
+    good = data.draw(valid_values(rule), "valid")
+    if rule.integer:
+        good = min(good, 64)  # a valid count, kept small
+    call(**{**fixed, param: good})

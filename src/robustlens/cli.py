@@ -8,6 +8,7 @@ from .commands import certify as _certify  # noqa: F401
 from .commands import demo as _demo  # noqa: F401
 from .commands import report as _report  # noqa: F401
 from .commands import train as _train  # noqa: F401
+from .commands import verify as _verify  # noqa: F401
 from .commands.app import app
 
 __all__ = ["app", "main"]

@@ -1,113 +1,43 @@
-"""Interval bound propagation (IBP) for small sequential networks: sound output bounds over an Lp ball.
+"""Interval bound propagation (IBP): sound output bounds over an Lp ball, on the model's traced forward.
 
 Verification (paper Sec. II-B, the certified robustness defined after eq. (12), refs. [42]-[45]) asks whether the
 label is constant on a whole ball around ``x``. IBP (Gowal et al., "On the Effectiveness of Interval Bound
 Propagation for Training Verifiably Robust Models", 2018; Mirman et al., ICML 2018) propagates a box through the
-network layer by layer, in centre/radius form: an affine layer maps ``(c, r)`` to ``(W c + b, |W| r)`` and a
-monotone layer (ReLU, max-pooling) maps the two ends. The bounds are sound (every point of the ball maps inside
-them) and exact for a single affine layer.
+network node by node (:mod:`.regions`), on the computation ``forward`` really performs (:mod:`.graph`: traced with
+``torch.fx``, the :class:`~robustlens.Classifier`'s normalization included, unsupported operations refused). The
+bounds are sound (every point of the ball maps inside them) and exact for a single affine layer.
 
-The first affine layer is handled exactly for an L2 (or any ``p > 1``) ball too: ``W(x + delta) + b`` with
-``||delta||_p <= eps`` lies in ``W x + b +- eps ||W_j||_q`` (``q`` the dual exponent), taking the ``mean``/``std``
-normalization of the :class:`~robustlens.Classifier` into account. A linear last layer is folded into the class
-margins ``z_y - z_k`` ("elision"), which certifies more than comparing logit bounds.
+An Lp ball (``p < inf``) goes exactly through the first Linear or Conv layer (``W c + b +- eps ||W_j||_q``, ``q``
+the dual exponent, through the normalization) and as a box afterwards. The class margins ``z_y - z_k`` are bounded
+by carrying ``e_y - e_k`` backwards through the affine operations after the last non-linear one (the last layer,
+a negation, ...) before taking the interval (the "elision" of the last layer, Gowal et al. Sec. 3), which certifies
+more than comparing logit bounds.
 
-auto_LiRPA (IBP and CROWN) is the library for this; its release on PyPI (0.3) does not import with NumPy 2
-(see docs/certify.md), so these few layers are implemented here. Supported: Linear, Conv1d/2d, ReLU, Flatten,
-BatchNorm (eval), MaxPool, AvgPool, Dropout and Identity, nested in ``nn.Sequential``.
+auto_LiRPA (IBP and CROWN) is the library for this; its release on PyPI (0.3) pins ``torch < 1.13`` and does not
+import with NumPy 2 (see docs/certify.md), so the bound methods are implemented here.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..analyses import register_analysis
 from ..classifier import Classifier
-from ..errors import ConfigError
-from ..norms import INF, check_eps, dual, parse_norm
-from ..results import Result
-
-_MONOTONE = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.Flatten, nn.Identity,
-             nn.Dropout, nn.AdaptiveAvgPool2d)
+from .graph import BoundNode
+from .linear import LinearBackward, margin_spec
+from .problem import IntervalBounds, assemble, chunks, threat_model
+from .regions import Region, as_box, interval_step
 
 
-@dataclass
-class IntervalBounds(Result):
-    """Output of :func:`interval_bounds`.
-
-    Attributes:
-        lower, upper: bounds of every logit over the ball, shape ``(N, C)``.
-        margin_lower: lower bound of ``z_y - z_k`` for each class ``k`` (``+inf`` at ``k = y``), when labels are given.
-        certified: per sample, whether the label is provably constant on the ball (``margin_lower > 0`` for all k).
-        eps, p: the ball.
-    """
-
-    lower: Tensor
-    upper: Tensor
-    margin_lower: Tensor | None
-    certified: Tensor | None
-    eps: float
-    p: float
-
-    @property
-    def certified_accuracy(self) -> float:
-        if self.certified is None:
-            raise ConfigError("certified accuracy needs labels: pass y to interval_bounds()")
-        return float(self.certified.float().mean())
-
-
-def _layers(model: nn.Module) -> list[nn.Module]:
-    if isinstance(model, nn.Sequential):
-        out: list[nn.Module] = []
-        for m in model:
-            out += _layers(m)
-        return out
-    if isinstance(model, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.modules.batchnorm._BatchNorm, *_MONOTONE)):
-        return [model]
-    children = list(model.children())
-    if len(children) == 1 and isinstance(children[0], nn.Sequential):
-        return _layers(children[0])  # a wrapper module whose forward is its one Sequential
-    raise ConfigError(
-        f"interval bounds support nn.Sequential stacks of Linear, Conv, ReLU, Flatten, BatchNorm, pooling and "
-        f"Dropout layers; got {type(model).__name__}. Rewrite the model as an nn.Sequential of those layers"
-    )
-
-
-def _affine(layer: nn.Module, c: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
-    if isinstance(layer, nn.Linear):
-        return layer(c), F.linear(r, layer.weight.abs())
-    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
-        conv = F.conv1d if isinstance(layer, nn.Conv1d) else F.conv2d
-        kw = {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation, "groups": layer.groups}
-        if layer.padding_mode != "zeros":
-            raise ConfigError("interval bounds support zero-padded convolutions only")
-        return layer(c), conv(r, layer.weight.abs(), None, **kw)  # type: ignore[arg-type]
-    assert isinstance(layer, nn.modules.batchnorm._BatchNorm)
-    if layer.training or layer.running_var is None:
-        raise ConfigError("BatchNorm must be in eval mode with running statistics for interval bounds")
-    scale = layer.weight / torch.sqrt(layer.running_var + layer.eps) if layer.affine else \
-        1 / torch.sqrt(layer.running_var + layer.eps)
-    shape = (1, -1) + (1,) * (c.ndim - 2)
-    return layer(c), r * scale.abs().view(shape)
-
-
-def _first_layer_ball(layer: nn.Module, c: Tensor, scale: Tensor, eps: float, p: float) -> tuple[Tensor, Tensor]:
-    """Exact image of ``{c + scale * delta : ||delta||_p <= eps}`` under the first affine layer."""
-    q = dual(p)
-    if isinstance(layer, nn.Linear):
-        w = layer.weight * scale.reshape(1, -1)  # (out, in): effective weights on delta
-        wn = w.abs().amax(1) if q == INF else w.abs().pow(q).sum(1).pow(1 / q)
-        return layer(c), (eps * wn).expand(c.shape[0], -1)
-    assert isinstance(layer, (nn.Conv1d, nn.Conv2d)) and q != INF
-    conv = F.conv1d if isinstance(layer, nn.Conv1d) else F.conv2d
-    kw = {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation, "groups": layer.groups}
-    sq = conv(scale.abs().pow(q).expand(1, *c.shape[1:]), layer.weight.abs().pow(q), None, **kw)  # type: ignore
-    return layer(c), (eps * sq.pow(1 / q)).expand(c.shape[0], *sq.shape[1:])
+def propagate(graph_nodes: list[BoundNode], region: Region) -> list[Region]:
+    """IBP regions of every node, from the input region."""
+    regions = [region]
+    for node in graph_nodes[1:]:
+        regions.append(interval_step(node, regions))
+    return regions
 
 
 def interval_bounds(
@@ -120,103 +50,40 @@ def interval_bounds(
     """Sound lower/upper bounds of the logits over the Lp ball of radius ``eps`` around each input (IBP).
 
     Args:
-        model: an ``nn.Sequential`` of supported layers, or a :class:`Classifier` wrapping one (its bounds clip the
-            Linf box and its ``mean``/``std`` are applied).
+        model: a module, or a :class:`Classifier` wrapping one (its bounds clip the Linf box and its
+            ``mean``/``std`` are part of the traced computation). Its ``forward`` is traced: see
+            :data:`~.graph.SUPPORTED` for the operations it may use.
         x: inputs ``(N, ...)``.
         eps: radius of the ball.
-        norm: ``'inf'`` (box, clipped to the classifier's bounds), ``2`` or any ``p >= 1``; an Lp ball (p < inf)
-            is propagated exactly through the first affine layer and as a box afterwards.
+        norm: ``'inf'`` (box, clipped to the classifier's bounds), ``2`` or any ``p >= 1``.
         y: labels; when given, class-margin bounds and a per-sample certificate are returned.
 
     Returns:
         :class:`IntervalBounds`; ``certified[i]`` means no point of the ball changes sample ``i``'s label.
+
+    Example:
+        >>> b = interval_bounds(Classifier(net), x, eps=0.1, norm="inf", y=y)
+        >>> b.certified_accuracy
     """
-    eps = check_eps(eps)
-    p = parse_norm(norm)
-    if p == 0:
-        raise ConfigError("interval bounds need an Lp ball with p >= 1 (L0 is not a convex ball)")
-    clf = model if isinstance(model, Classifier) else None
-    net: nn.Module = model.model if isinstance(model, Classifier) else model
-    if clf is not None:
-        x, yy = clf.validate(x, None if y is None else torch.as_tensor(y))
-    else:
-        yy = None if y is None else torch.as_tensor(y).long()
-    layers = _layers(net)
-    if any(getattr(m, "training", False) and isinstance(m, nn.modules.batchnorm._BatchNorm) for m in layers):
-        raise ConfigError("BatchNorm must be in eval mode with running statistics for interval bounds: model.eval()")
-    x = x.detach()
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    mean = clf.mean.view(shape) if clf is not None and clf.mean is not None else torch.zeros(1, dtype=x.dtype)
-    std = clf.std.view(shape) if clf is not None and clf.std is not None else torch.ones(1, dtype=x.dtype)
+    eps, p = threat_model(eps, norm)
+    lower, upper, margins, labels = [], [], [], []
     with torch.no_grad():
-        if p == INF:
-            lo, hi = x - eps, x + eps
-            if clf is not None and clf.check_bounds:
-                lo, hi = lo.clamp(min=clf.bounds[0]), hi.clamp(max=clf.bounds[1])
-            lo, hi = (lo - mean) / std, (hi - mean) / std
-            c, r = (hi + lo) / 2, (hi - lo) / 2
-            ball = False
-        else:
-            c = (x - mean) / std
-            r = torch.zeros_like(c)
-            scale = (torch.ones_like(x[:1]) / std).expand_as(x[:1])  # per-coordinate scale of delta
-            ball = True
-        last = len(layers) - 1
-        margin_lower = certified = None
-        for i, layer in enumerate(layers):
-            if isinstance(layer, (nn.Flatten, nn.Identity, nn.Dropout)):
-                if isinstance(layer, nn.Flatten):
-                    c, r = layer(c), layer(r)
-                    if ball:
-                        scale = layer(scale)
-                continue
-            if ball and isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d)) and not (
-                isinstance(layer, (nn.Conv1d, nn.Conv2d)) and dual(p) == INF
-            ):
-                if i == last and yy is not None and isinstance(layer, nn.Linear):
-                    margin_lower = _ball_margin(layer, c, scale, eps, p, yy)
-                c, r = _first_layer_ball(layer, c, scale, eps, p)
-                ball = False
-                continue
-            if ball:  # fall back to the enclosing box |delta_i| <= eps * scale_i
-                r = eps * scale.abs().expand_as(c)
-                ball = False
-            if i == last and yy is not None and isinstance(layer, nn.Linear):
-                margin_lower = _box_margin(layer, c, r, yy)
-            if isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.modules.batchnorm._BatchNorm)):
-                c, r = _affine(layer, c, r)
-            else:  # monotone non-decreasing layers map the ends of the interval
-                lo, hi = layer(c - r), layer(c + r)
-                c, r = (hi + lo) / 2, (hi - lo) / 2
-        if ball:
-            r = eps * scale.abs().expand_as(c)
-        lower, upper = c - r, c + r
-        if yy is not None:
-            if margin_lower is None:  # no linear last layer: compare logit bounds
-                ly = lower.gather(1, yy[:, None])
-                margin_lower = ly - upper
-            margin_lower = margin_lower.scatter(1, yy[:, None], math.inf)
-            certified = (margin_lower > 0).all(1)
-    return IntervalBounds(lower=lower, upper=upper, margin_lower=margin_lower, certified=certified, eps=eps, p=p)
+        for _, graph, region, yy in chunks(model, x, eps, p, y):
+            regions = propagate(graph.nodes, region)
+            out = as_box(regions[graph.output])
+            lower.append(out.lo)
+            upper.append(out.hi)
+            if yy is not None:
+                spec = margin_spec(yy, out.lo.shape[1], out.lo.dtype)
+                margins.append(LinearBackward(graph, regions).lower(graph.output, spec, {}).T)
+                labels.append(yy)
+    return assemble(lower, upper, margins, y is not None, eps, p, "ibp", torch.cat(labels) if labels else None)
 
 
-def _margin_weights(layer: nn.Linear, y: Tensor) -> tuple[Tensor, Tensor]:
-    w = layer.weight[y][:, None, :] - layer.weight[None, :, :]  # (N, C, in): w_y - w_k
-    b = 0 if layer.bias is None else layer.bias[y][:, None] - layer.bias[None, :]
-    return w, b  # type: ignore[return-value]
+def _smoke(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> IntervalBounds:
+    return interval_bounds(clf, x, 0.05, "inf", y)
 
 
-def _box_margin(layer: nn.Linear, c: Tensor, r: Tensor, y: Tensor) -> Tensor:
-    w, b = _margin_weights(layer, y)
-    return torch.einsum("nki,ni->nk", w, c) + b - torch.einsum("nki,ni->nk", w.abs(), r)
+register_analysis("interval-bounds", kind="certify", smoke=_smoke, needs_gradients=False)(interval_bounds)
 
-
-def _ball_margin(layer: nn.Linear, c: Tensor, scale: Tensor, eps: float, p: float, y: Tensor) -> Tensor:
-    w, b = _margin_weights(layer, y)
-    w_eff = w * scale.reshape(1, 1, -1)
-    q = dual(p)
-    wn = w_eff.abs().amax(2) if q == INF else w_eff.abs().pow(q).sum(2).pow(1 / q)
-    return torch.einsum("nki,ni->nk", w, c) + b - eps * wn
-
-
-__all__ = ["IntervalBounds", "interval_bounds"]
+__all__ = ["IntervalBounds", "interval_bounds", "propagate"]

@@ -23,7 +23,6 @@ calls).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,8 +33,10 @@ import torch
 from scipy import stats
 from torch import Tensor
 
+from ..analyses import register_analysis
+from ..checks import COUNT, OPEN_UNIT, POSITIVE, checked
 from ..classifier import Classifier
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..results import Result
 from ..seeding import stable_hash
 
@@ -215,16 +216,6 @@ class CertifyResult(Result):
         )
 
 
-def _check(sigma: float | None = None, alpha: float | None = None, **counts: int) -> None:
-    if sigma is not None and (not math.isfinite(sigma) or sigma <= 0):
-        raise ConfigError(f"sigma must be a finite number > 0, got {sigma}")
-    if alpha is not None and not 0 < alpha < 1:
-        raise ConfigError(f"alpha must lie in (0, 1) (e.g. 0.001), got {alpha}")
-    for name, v in counts.items():
-        if int(v) != v or v < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {v}")
-
-
 class Smoothed:
     """The Gaussian-smoothed version ``g`` of a classifier (Cohen et al., 2019; paper Sec. II-D, [63]-[65]).
 
@@ -233,10 +224,10 @@ class Smoothed:
         sigma: standard deviation of the isotropic Gaussian noise, in data space (before normalization).
     """
 
+    @checked(sigma=POSITIVE)
     def __init__(self, clf: Classifier, sigma: float) -> None:
         if not isinstance(clf, Classifier):
             raise ConfigError(f"Smoothed needs a robustlens Classifier, got {type(clf).__name__}; wrap the model")
-        _check(sigma=float(sigma))
         self.clf = clf
         self.sigma = float(sigma)
 
@@ -244,6 +235,7 @@ class Smoothed:
         return f"Smoothed({self.clf!r}, sigma={self.sigma:g})"
 
     # ------------------------------------------------------------------ sampling
+    @checked(num=COUNT, batch_size=COUNT)
     def counts(
         self,
         x: Tensor,
@@ -282,6 +274,12 @@ class Smoothed:
         def flush(rows: int) -> None:
             nonlocal counts
             logits = clf.forward(buf[:rows])
+            if not bool(torch.isfinite(logits).all()):
+                raise InputError(
+                    f"the model returns NaN or Inf logits for {int((~torch.isfinite(logits)).any(1).sum())} of "
+                    f"{rows} noisy copies (sigma {self.sigma:g}): no vote can be read from them (argmax would count "
+                    "them as class 0). Check the model on noisy inputs (log or sqrt of negative values, overflow "
+                    "off the data range), or lower sigma")
             c = logits.shape[1]
             if counts is None:
                 counts = torch.zeros(n_samples * c, device=dev, dtype=torch.long)
@@ -292,7 +290,7 @@ class Smoothed:
             bar.update(rows)
 
         try:
-            with torch.no_grad(), clf.analysis_mode():
+            with torch.no_grad(), clf.analysis_mode(), clf.random_state(seed):
                 for i in range(n_samples):
                     xi = x[i]
                     for b, start in enumerate(range(0, num, NOISE_BLOCK)):
@@ -317,6 +315,7 @@ class Smoothed:
         return counts.view(n_samples, -1).cpu()
 
     # ------------------------------------------------------------------ Cohen et al.'s procedures
+    @checked(n=COUNT, alpha=OPEN_UNIT, batch_size=COUNT)
     def predict(
         self,
         x: Tensor,
@@ -333,7 +332,6 @@ class Smoothed:
         The prediction is returned only when a two-sided binomial test rejects "top class and runner-up are equally
         likely" at level ``alpha``; then it differs from ``g(x)`` with probability at most ``alpha``.
         """
-        _check(alpha=alpha, n=n, batch_size=batch_size)
         x, _ = self.clf.validate(x)
         counts = self.counts(x, n, batch_size=batch_size, seed=seed, indices=indices, stage="predict",
                              progress=progress)
@@ -345,6 +343,7 @@ class Smoothed:
         return SmoothedPrediction(prediction=pred, counts=counts, pvalue=pvalue, sigma=self.sigma, n=int(n),
                                   alpha=float(alpha), seed=int(seed))
 
+    @checked(n0=COUNT, n=COUNT, alpha=OPEN_UNIT, batch_size=COUNT)
     def certify(
         self,
         x: Tensor,
@@ -365,7 +364,6 @@ class Smoothed:
         classifier is constant (= ``c_A``) in the L2 ball of radius ``sigma * Phi^-1(p_lower)`` with probability
         at least ``1 - alpha``; otherwise it abstains (``-1``, radius 0).
         """
-        _check(alpha=alpha, n0=n0, n=n, batch_size=batch_size)
         x, labels = self.clf.validate(x, None if y is None else torch.as_tensor(y))
         sel = self.counts(x, n0, batch_size=batch_size, seed=seed, indices=indices, stage="select",
                           progress=progress)
@@ -386,6 +384,7 @@ class Smoothed:
         )
 
 
+@checked(n0=COUNT, n=COUNT, alpha=OPEN_UNIT, batch_size=COUNT, data_batch_size=COUNT)
 def certify_dataset(
     smoothed: Smoothed,
     data: Any,
@@ -409,7 +408,6 @@ def certify_dataset(
     """
     from ..runner import run_evaluation
 
-    _check(alpha=alpha, n0=n0, n=n, batch_size=batch_size)
 
     def fn(bx: Tensor, by: Tensor | None, bi: Tensor) -> dict[str, Tensor]:
         r = smoothed.certify(bx, by, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed, indices=bi)
@@ -430,3 +428,11 @@ def certify_dataset(
         settings={"noise_block": NOISE_BLOCK, "noise_parts": noise_parts(smoothed.clf.device),
                   "indices": ev.indices.tolist()},
     )
+
+
+def _smoke(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> CertifyResult:
+    return Smoothed(clf, 0.1).certify(x, y, n0=8, n=64, alpha=0.01, batch_size=48, seed=seed)
+
+
+register_analysis("randomized-smoothing", kind="certify", smoke=_smoke, needs_gradients=False,
+                  summary="certified L2 radius of the Gaussian-smoothed classifier (Cohen et al., 2019)")(Smoothed)
