@@ -1,14 +1,25 @@
-"""The ``robustlens`` command line. Each command lives in ``robustlens/commands/<group>.py``."""
+"""The ``robustlens`` command line. Each command lives in ``robustlens/commands/<group>.py``.
+
+The command line owns its process: before anything imports torch it sets ``OMP_WAIT_POLICY=PASSIVE`` unless the
+user set a policy (:func:`robustlens.perf.passive_openmp`), and :func:`main` keeps freed CPU buffers with the process
+(:func:`robustlens.perf.tune_cpu_allocator`).
+"""
 
 from __future__ import annotations
 
-from .commands import attack as _attack  # noqa: F401
-from .commands import basic  # noqa: F401  (registers commands)
-from .commands import certify as _certify  # noqa: F401
-from .commands import demo as _demo  # noqa: F401
-from .commands import report as _report  # noqa: F401
-from .commands import train as _train  # noqa: F401
-from .commands.app import app
+from .perf import passive_openmp
+
+passive_openmp()  # OpenMP reads it when torch loads: before the commands below import torch
+
+from .commands import attack as _attack  # noqa: E402, F401
+from .commands import basic  # noqa: E402, F401  (registers commands)
+from .commands import benchmark as _benchmark  # noqa: E402, F401
+from .commands import certify as _certify  # noqa: E402, F401
+from .commands import demo as _demo  # noqa: E402, F401
+from .commands import report as _report  # noqa: E402, F401
+from .commands import train as _train  # noqa: E402, F401
+from .commands.app import app  # noqa: E402
+from .commands.options import ERROR_PREFIX, cli_message  # noqa: E402
 
 __all__ = ["app", "main"]
 
@@ -28,5 +39,5 @@ def main() -> None:
     except RobustLensError as e:
         if os.environ.get("ROBUSTLENS_TRACEBACK"):
             raise
-        print(f"robustlens: error: {e}", file=sys.stderr)
+        print(ERROR_PREFIX + cli_message(str(e)), file=sys.stderr)
         raise SystemExit(2) from None
