@@ -54,7 +54,7 @@ def report_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 class RobustLensApp(typer.Typer):
     """A Typer application whose commands report library errors with one prefix and the CLI's flag names."""
 
-    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def command(self, *args: Any, **kwargs: Any) -> Any:  # typer.Typer.command, each command wrapped
         register = super().command(*args, **kwargs)
 
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
