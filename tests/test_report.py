@@ -615,7 +615,7 @@ def test_cli_report_explains_bad_arguments(tmp_path: Path):
 
     res = CliRunner().invoke(app, ["report", "--model", "x.pt", "--data", str(tmp_path / "nowhere"), "--out",
                                    str(tmp_path / "o")])
-    assert res.exit_code != 0 and "neither a data set" in str(res.exception)
+    assert res.exit_code == 2 and "robustlens: error: --data" in res.output and "neither a data set" in res.output
 
 
 # ---------------------------------------------------------------------------------------------- figures
