@@ -7,6 +7,8 @@ user set a policy (:func:`robustlens.perf.passive_openmp`), and :func:`main` kee
 
 from __future__ import annotations
 
+from typing import Any
+
 from .perf import passive_openmp
 
 passive_openmp()  # OpenMP reads it when torch loads: before the commands below import torch
@@ -19,9 +21,30 @@ from .commands import demo as _demo  # noqa: E402, F401
 from .commands import report as _report  # noqa: E402, F401
 from .commands import train as _train  # noqa: E402, F401
 from .commands.app import app  # noqa: E402
-from .commands.options import ERROR_PREFIX, cli_message  # noqa: E402
+from .commands.options import ERROR_PREFIX, WARNING_PREFIX, cli_message  # noqa: E402
 
 __all__ = ["app", "main"]
+
+
+def show_library_warnings() -> None:
+    """Print a :class:`~robustlens.errors.RobustLensWarning` as ``robustlens: warning: MESSAGE`` with the flags'
+    names (:func:`~robustlens.commands.options.cli_message`) instead of Python's ``file:line: category`` form; other
+    warnings keep it."""
+    import sys
+    import warnings
+
+    from .errors import RobustLensWarning
+
+    default = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if issubclass(category, RobustLensWarning):
+            print(WARNING_PREFIX + cli_message(str(message)), file=sys.stderr if file is None else file)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 def main() -> None:
@@ -34,6 +57,7 @@ def main() -> None:
     from .perf import tune_cpu_allocator
 
     tune_cpu_allocator()  # the command line owns its process: keep freed CPU buffers (robustlens.perf)
+    show_library_warnings()
     try:
         app()
     except RobustLensError as e:
