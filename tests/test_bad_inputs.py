@@ -738,8 +738,7 @@ def _(tmp: Path) -> None:
     )
     save_model(TinyCNN(size=8), tmp / "w.safetensors")
     with pytest.MonkeyPatch.context() as mp:
-        code, text = _cli(["certify", "--model", "w.safetensors", "--model-file", "arch.py:make", "--dataset", "digits",
-                           "--device", "cpu",
+        code, text = _cli(["certify", "--model", "arch.py:make=w.safetensors", "--data", "digits", "--device", "cpu",
                            "--limit", "2", "--n0", "4", "--n", "8", "--batch-size", "8", "--no-progress",
                            "--out", "c.json"], tmp, mp)
     assert code == 0, text

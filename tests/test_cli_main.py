@@ -42,3 +42,39 @@ def test_every_data_command_takes_data_and_data_root() -> None:
         out = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
         assert "--data " in out or "--data," in out, command
         assert "--data-root" in out, command
+
+
+@app.command("warn-resume", hidden=True)
+def _warn_resume() -> None:
+    import warnings
+
+    from robustlens.errors import RobustLensWarning
+
+    warnings.warn("resume=True but no checkpoint at x/checkpoint.pt: training from scratch", RobustLensWarning,
+                  stacklevel=1)
+
+
+def test_library_warnings_name_flags_with_the_prefix(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import warnings
+
+    monkeypatch.setattr(sys, "argv", ["robustlens", "warn-resume"])
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main() replaces it: restore it after
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        with pytest.raises(SystemExit) as exc:
+            main()
+    assert exc.value.code == 0
+    err = capsys.readouterr().err
+    assert "robustlens: warning: --resume but no checkpoint at x/checkpoint.pt" in err and "resume=True" not in err
+
+
+def test_limit_is_checked_and_subsets_are_stratified() -> None:
+    from robustlens.commands.options import check_limit, take_limit
+    from robustlens.data import load_dataset
+    from robustlens.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--limit must be a positive number"):
+        check_limit(-5)
+    data = load_dataset("mnist-embedded", "test")
+    assert take_limit(data, 0) is data and take_limit(data, 10**6) is data
+    assert take_limit(data, 100).class_counts() == [10] * 10

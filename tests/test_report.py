@@ -529,7 +529,7 @@ def test_cli_report_on_a_user_model_file(tmp_path: Path, mnist):
     out = tmp_path / "out"
     text = _cli("--model", f"{tmp_path / 'mynet.py'}:make={tmp_path / 'w.pt'}", "--compare",
                 f"{tmp_path / 'tinynet.py'}:make={tmp_path / 'tiny.safetensors'}", "--names", "mine,tiny",
-                "--data", "mnist-embedded", "--out", str(out), "--n-samples", "12", "--sections", CLI_SECTIONS)
+                "--data", "mnist-embedded", "--out", str(out), "--limit", "12", "--sections", CLI_SECTIONS)
     back = _check_cli_report(out, 2)
     assert [m.name for m in back.models] == ["mine", "tiny"]
     assert back.models[0].sections["clean"].result.accuracy > 0.5  # the user's weights were loaded
@@ -538,7 +538,7 @@ def test_cli_report_on_a_user_model_file(tmp_path: Path, mnist):
     # the same weights give the same numbers on resume, without recomputing
     again = _cli("--model", f"{tmp_path / 'mynet.py'}:make={tmp_path / 'w.pt'}", "--compare",
                  f"{tmp_path / 'tinynet.py'}:make={tmp_path / 'tiny.safetensors'}", "--names", "mine,tiny",
-                 "--data", "mnist-embedded", "--out", str(out), "--n-samples", "12", "--sections", CLI_SECTIONS,
+                 "--data", "mnist-embedded", "--out", str(out), "--limit", "12", "--sections", CLI_SECTIONS,
                  "--resume")
     assert again.splitlines()[:5] == text.splitlines()[:5]
 
@@ -551,7 +551,7 @@ def test_cli_report_on_cifar10(tmp_path: Path, shared_data: Path):
     save_model(net, tmp_path / "cifar.safetensors")
     out = tmp_path / "out"
     _cli("--model", str(tmp_path / "cifar.safetensors"), "--data", "cifar10", "--data-root", str(root),
-         "--out", str(out), "--n-samples", "6", "--sections", "clean,robustness,examples", "--normalize")
+         "--out", str(out), "--limit", "6", "--sections", "clean,robustness,examples", "--normalize")
     back = _check_cli_report(out, 1, "clean,robustness,examples")
     assert back.data.input_shape == [3, 32, 32] and back.data.class_names[0] == "airplane"
     assert back.plan.threat_linf == pytest.approx(8 / 255)
@@ -579,7 +579,7 @@ def test_cli_report_on_an_image_folder(tmp_path: Path):
     save_model(net.eval(), tmp_path / "mlp.safetensors")
     out = tmp_path / "out"
     _cli("--model", f"mlp={tmp_path / 'mlp.safetensors'}", "--data", str(tmp_path / "imgs"), "--out", str(out),
-         "--n-samples", "12", "--sections", "clean,robustness,sections")
+         "--limit", "12", "--sections", "clean,robustness,sections")
     back = _check_cli_report(out, 1, "clean,robustness,sections")
     assert back.data.class_names == ["dark", "light"] and back.data.n == 12
     assert back.models[0].sections["clean"].result.accuracy == 1.0
@@ -615,7 +615,7 @@ def test_cli_report_explains_bad_arguments(tmp_path: Path):
 
     res = CliRunner().invoke(app, ["report", "--model", "x.pt", "--data", str(tmp_path / "nowhere"), "--out",
                                    str(tmp_path / "o")])
-    assert res.exit_code != 0 and "neither a data set" in str(res.exception)
+    assert res.exit_code == 2 and "robustlens: error: --data" in res.output and "neither a data set" in res.output
 
 
 # ---------------------------------------------------------------------------------------------- figures

@@ -291,3 +291,29 @@ def test_read_document_gives_the_raw_tree_and_every_array(tmp_path: Path) -> Non
         ref = payload["data"]["inner"]["values"]
         np.testing.assert_array_equal(arrays[ref["__tensor__"]], r.inner.values.numpy())
         assert len(arrays) == 9  # every tensor and array of the result, the colliding "x.y" keys apart
+
+
+def test_short_repr_and_attack_summary() -> None:
+    """A result's repr names shapes and dtypes, never the values; AttackResult.summary() gives the counts."""
+    from robustlens import Classifier
+    from robustlens.attacks import PGD
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    clf = Classifier(net, bounds=(0, 1))
+    x = torch.rand(40, 1, 4, 4)
+    y = clf.predict(x)
+    y[:4] = (y[:4] + 1) % 3  # four samples the model gets wrong
+    res = PGD("Linf", 0.2, steps=5)(clf, x, y)
+    text = repr(res)
+    assert text.startswith("AttackResult(attack='pgd'") and "clean=Tensor(40x1x4x4 float32)" in text
+    assert "tensor(" not in text and len(text) < 800
+    c = res.counts()
+    fooled = int((res.success & res.clean_correct).sum())
+    assert c == {"samples": 40, "correct": 36, "fooled": fooled, "stopped": 0}
+    assert int(res.success.sum()) == fooled + 4  # success also counts the four wrong ones: the summary does not
+    s = res.summary()
+    assert f"fooled {fooled} of 36 correctly classified (clean accuracy 0.900)" in s
+    assert f"robust accuracy {(36 - fooled) / 40:.3f}" in s and "eps 0.2" in s
+    med = float(res.norm[res.success & res.clean_correct].median())
+    assert f"median Linf norm of the fooled {med:.4g}" in s

@@ -51,4 +51,22 @@ def tune_cpu_allocator() -> bool:
     return ok_mmap and ok_trim
 
 
-__all__ = ["tune_cpu_allocator"]
+OMP_ENV_VAR = "OMP_WAIT_POLICY"
+
+
+def passive_openmp() -> bool:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user set a policy; True when this call set it.
+
+    OpenMP's threads spin between parallel regions by default. On a machine whose cores are busy with other work
+    that spinning takes the cores the computation needs: the same ``robustlens attack`` ran about twice as fast with
+    the passive policy at a load of 3 on 2 cores (BENCHMARKS.md, "OpenMP wait policy"). OpenMP reads the variable
+    when torch loads it, so this must run before ``import torch``; the command line calls it first thing
+    (``robustlens.cli``), the library never does.
+    """
+    if os.environ.get(OMP_ENV_VAR):
+        return False
+    os.environ[OMP_ENV_VAR] = "PASSIVE"
+    return True
+
+
+__all__ = ["OMP_ENV_VAR", "passive_openmp", "tune_cpu_allocator"]

@@ -255,6 +255,29 @@ def read_document(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[st
     return payload, arrays
 
 
+def _short(value: Any, depth: int = 0) -> str:
+    """A short text for one field of a result's repr."""
+    if isinstance(value, torch.Tensor):
+        shape = "x".join(str(d) for d in value.shape) or "scalar"
+        if value.numel() == 1:
+            return f"Tensor({value.item():.4g})" if value.is_floating_point() else f"Tensor({value.item()})"
+        return f"Tensor({shape} {str(value.dtype).removeprefix('torch.')})"
+    if isinstance(value, np.ndarray):
+        return f"ndarray({'x'.join(str(d) for d in value.shape)} {value.dtype})"
+    if isinstance(value, Result):
+        return f"{type(value).__name__}(...)" if depth else repr(value)
+    if isinstance(value, (list, tuple)):
+        if len(value) > 4 or depth:
+            return f"[{len(value)} items]"
+        return "[" + ", ".join(_short(v, depth + 1) for v in value) + "]"
+    if isinstance(value, dict):
+        if len(value) > 4 or depth:
+            return f"{{{len(value)} keys}}"
+        return "{" + ", ".join(f"{k!r}: {_short(v, depth + 1)}" for k, v in value.items()) + "}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 # ---------------------------------------------------------------------------------------------- the base class
 @dataclasses.dataclass
 class Result:
@@ -265,6 +288,14 @@ class Result:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
+        if "__repr__" not in cls.__dict__:  # @dataclass keeps a __repr__ the class already has: the short one
+            cls.__repr__ = Result.__repr__  # type: ignore[method-assign]
+
+    def __repr__(self) -> str:
+        """``AttackResult(attack='pgd', p=inf, clean=Tensor(100x1x28x28 float32), ...)``: every field, tensors as
+        their shape and dtype, long lists and dicts abbreviated (never a dump of the values)."""
+        fields = ", ".join(f"{f.name}={_short(getattr(self, f.name))}" for f in dataclasses.fields(self))
+        return f"{type(self).__name__}({fields})"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field: tensors and arrays become nested lists, non-finite floats

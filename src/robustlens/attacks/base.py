@@ -28,6 +28,7 @@ from typing import Any, ClassVar, final
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ..checks import NON_NEGATIVE, OPTIONAL_COUNT, Number, check, checked
 from ..classifier import Classifier
@@ -117,6 +118,49 @@ class AttackResult(Result):
     def queries_per_sample(self) -> float:
         n = max(1, self.clean.shape[0])
         return (self.queries.get("forward", 0) + self.queries.get("backward", 0)) / n
+
+    @property
+    def fooled(self) -> Tensor:
+        """Per sample, correctly classified and fooled: what an attack achieved (``success`` also counts the
+        samples the model already gets wrong, whose clean input is returned as their adversarial example)."""
+        return self.success & self.clean_correct
+
+    def counts(self) -> dict[str, int]:
+        """``samples``, ``correct`` (clean-correct), ``fooled`` (of those) and ``stopped`` (on a NaN gradient)."""
+        stopped = 0 if self.stopped is None else int(self.stopped.sum())
+        return {"samples": int(self.clean.shape[0]), "correct": int(self.clean_correct.sum()),
+                "fooled": int(self.fooled.sum()), "stopped": stopped}
+
+    def median_norm(self) -> float:
+        """Median perturbation norm (in the attack's norm) of the correctly classified samples fooled (eq. 13);
+        ``nan`` when none was fooled."""
+        n = self.norm[self.fooled.to(self.norm.device)]
+        return float(n.double().median()) if n.numel() else float("nan")
+
+    def summary(self) -> str:
+        """A few lines for a person: the counts, the clean and robust accuracy, the median norm, eps and passes.
+
+        Example::
+
+            >>> print(res.summary())   # doctest: +SKIP
+            pgd (Linf, eps 0.3) on 100 samples: fooled 71 of 98 correctly classified (clean accuracy 0.980)
+            robust accuracy 0.270; median Linf norm of the fooled 0.3; 41.0 passes per sample
+        """
+        c = self.counts()
+        budget = f", eps {self.eps:g}" if self.eps is not None else ", minimal norm"
+        clean = c["correct"] / max(1, c["samples"])
+        lines = [f"{self.attack} ({norm_name(self.p)}{budget}) on {c['samples']} samples: fooled {c['fooled']} of "
+                 f"{c['correct']} correctly classified (clean accuracy {clean:.3f})"]
+        med = self.median_norm()
+        parts = []
+        if self.eps is not None:
+            parts.append(f"robust accuracy {(c['correct'] - c['fooled']) / max(1, c['samples']):.3f}")
+        parts.append(f"median {norm_name(self.p)} norm of the fooled " + ("n/a" if math.isnan(med) else f"{med:.4g}"))
+        parts.append(f"{self.queries_per_sample:.1f} passes per sample")
+        if c["stopped"]:
+            parts.append(f"{c['stopped']} stopped on a non-finite gradient")
+        lines.append("; ".join(parts))
+        return "\n".join(lines)
 
     def norms(self, p: float | str) -> Tensor:
         """Per-sample perturbation norm in any Lp norm (``inf`` for failed samples)."""
@@ -234,6 +278,7 @@ class Attack(ABC):
         indices: Tensor | Sequence[int] | None = None,
         batch_size: int | None = None,
         invalid: str = "raise",
+        progress: bool | None = None,
     ) -> AttackResult:
         """Attack a batch.
 
@@ -249,6 +294,8 @@ class Attack(ABC):
                 The result does not depend on it.
             invalid: ``"raise"`` (default): non-finite clean logits are an :class:`InputError`; ``"mark"``: those
                 samples are skipped and marked in ``result.invalid`` (never correct, never fooled).
+            progress: a tqdm bar over the samples, chunk by chunk; ``None`` (default): when there is more than one
+                chunk and stderr is a terminal.
         """
         batch_size = check(batch_size, "batch_size", OPTIONAL_COUNT, type(self).__name__)
         seed = check(seed, "seed", Number(integer=True), type(self).__name__)
@@ -266,15 +313,20 @@ class Attack(ABC):
         state = self._state = self._new_call_state()
         start = clf.counter.snapshot()
         parts: list[dict[str, Tensor | None]] = []
+        chunks = list(clf.chunks(n, batch_size))
+        show = len(chunks) > 1 if progress is None else bool(progress)
+        bar = tqdm(total=n, desc=self.name, unit="sample", leave=False, disable=None if show else True)
         try:
             with clf.analysis_mode(), clf.random_state(seed):
-                for s in clf.chunks(n, batch_size):
+                for s in chunks:
                     sel = torch.arange(s.start, s.stop)
                     ys = None if y_checked is None else y_checked[s]
                     ts = target[s] if isinstance(target, Tensor) else target
                     parts.append(self._attack_chunk(clf, x[s], ys, ts, rng.subset(sel), invalid))
+                    bar.update(s.stop - s.start)
         finally:
             self._state = None
+            bar.close()
         fwd, bwd = clf.counter.snapshot()
         out = {k: (None if parts[0][k] is None else torch.cat([p[k] for p in parts])) for k in parts[0]}  # type: ignore
         kinds = out.pop("_warn")

@@ -269,7 +269,7 @@ class Smoothed:
         ones = torch.ones(batch_size, device=dev, dtype=torch.long)
         counts: Tensor | None = None
         fill = 0
-        bar = tqdm(total=n_samples * num, disable=not progress, unit="draw", desc=f"smoothing ({stage})")
+        bar = tqdm(total=n_samples * num, disable=not progress, unit="draw", desc=f"smoothing ({stage})", leave=False)
 
         def flush(rows: int) -> None:
             nonlocal counts
@@ -410,7 +410,8 @@ def certify_dataset(
 
 
     def fn(bx: Tensor, by: Tensor | None, bi: Tensor) -> dict[str, Tensor]:
-        r = smoothed.certify(bx, by, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed, indices=bi)
+        r = smoothed.certify(bx, by, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed, indices=bi,
+                             progress=progress)  # a bar over the noisy draws inside each checkpointed batch
         out = {"prediction": r.prediction, "radius": r.radius, "p_lower": r.p_lower, "count": r.count}
         if r.labels is not None:
             out["labels"] = r.labels

@@ -1,14 +1,22 @@
-"""The typer application shared by every command module."""
+"""The typer application shared by every command module.
+
+Every command registered with ``@app.command()`` reports a :class:`~robustlens.errors.RobustLensError` (or a missing
+optional package) the same way: one line ``robustlens: error: ...`` on stderr, with the library's Python keywords
+rewritten as the flags that do the same (:func:`robustlens.commands.options.cli_message`), and exit status 2.
+``ROBUSTLENS_TRACEBACK=1`` re-raises instead.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
-if TYPE_CHECKING:
-    from torch import nn
+from .options import ERROR_PREFIX, DeviceOption, SeedOption, cli_message
+
 
 def parse_number(text: str, option: str) -> float:
     """``"0.3"`` or a fraction such as ``"8/255"`` (the usual way to write CIFAR-10 radii) given to ``option``; a
@@ -25,7 +33,38 @@ def parse_number(text: str, option: str) -> float:
         raise ConfigError(f"{option} {text!r} is not a number; write e.g. 0.3 or 8/255") from None
 
 
-app = typer.Typer(
+def report_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a command: a RobustLensError or MissingDependencyError becomes ``robustlens: error: MESSAGE`` (flags,
+    not Python keywords) and exit status 2."""
+    from ..errors import MissingDependencyError, RobustLensError
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (RobustLensError, MissingDependencyError) as e:
+            if os.environ.get("ROBUSTLENS_TRACEBACK"):
+                raise
+            typer.echo(ERROR_PREFIX + cli_message(str(e)), err=True)
+            raise typer.Exit(2) from None
+
+    return command
+
+
+class RobustLensApp(typer.Typer):
+    """A Typer application whose commands report library errors with one prefix and the CLI's flag names."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:  # typer.Typer.command, each command wrapped
+        register = super().command(*args, **kwargs)
+
+        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+            register(report_errors(fn))
+            return fn
+
+        return decorator
+
+
+app = RobustLensApp(
     name="robustlens",
     help=(
         "robustlens: measure how far a PyTorch classifier's decision boundary lies from its data, in which "
@@ -37,53 +76,34 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Options shared by every command (typer needs them as annotated parameters).
-SeedOption = Annotated[int, typer.Option("--seed", help="Seed of every random choice; same seed, same numbers.")]
-DeviceOption = Annotated[
-    str, typer.Option("--device", help="Where to run: 'cpu', 'cuda', 'cuda:1' or 'auto' (cuda when available).")
-]
-
-
-# Options of the commands that load a saved model and a data set (attack, certify).
-ArchOption = Annotated[str | None, typer.Option(
-    "--arch", help="Zoo architecture to load the weights into, when the file does not record it (e.g. smallcnn).")]
-ModelFileOption = Annotated[str | None, typer.Option(
-    "--model-file", help="'path/file.py:factory' building the model (weights from --model if given). Runs that "
-    "file's code: only files you trust.")]
-UnsafePickleOption = Annotated[bool, typer.Option(
-    "--unsafe-pickle", help="Allow a fully pickled model file (can execute arbitrary code: trusted files only).")]
-DataOption = Annotated[str, typer.Option("--data", "--dataset", help="Data set name (see robustlens.data).")]
-SplitOption = Annotated[str, typer.Option("--split", help="Split of the data set: train or test.")]
-DataRootOption = Annotated[Path | None, typer.Option("--data-root", "--root", help="Folder holding the data files.")]
-
-
-def load_cli_model(model: Path | None, arch: str | None, model_file: str | None, unsafe: bool) -> nn.Module:
-    """The model named on the command line: ``--model-file`` (runs that file) with optional ``--model`` weights,
-    or ``--model`` alone (safetensors / ``weights_only`` state dict; a pickle only with ``--unsafe-pickle``)."""
-    from ..errors import ConfigError
-    from ..zoo import load_model
-
-    if model_file is not None:
-        from ..zoo.io import load_user_model
-
-        return load_user_model(model_file, model, unsafe=unsafe)
-    if model is None:
-        raise ConfigError("give the model: --model FILE (with --arch if the file does not record it), or "
-                          "--model-file path/file.py:factory")
-    return load_model(model, arch, unsafe=unsafe)
-
 
 def resolve_device(device: str) -> str:
     """Map 'auto' to 'cuda' when available, else 'cpu'."""
     import torch
 
+    from ..errors import ConfigError
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise typer.BadParameter(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     return device
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"robustlens {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print robustlens's version and exit ('robustlens version' adds torch's)."),
+) -> None:
     """robustlens: adversarial robustness as a lens on deep classifiers."""
+
+
+__all__ = ["DeviceOption", "RobustLensApp", "SeedOption", "app", "parse_number", "report_errors", "resolve_device"]

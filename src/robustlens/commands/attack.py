@@ -8,19 +8,30 @@ from typing import Annotated
 import typer
 
 from ..attacks import ATTACKS
-from .app import (
+from .app import app, parse_number, resolve_device
+from .options import (
+    DEFAULT_DATA,
     ArchOption,
     DataOption,
     DataRootOption,
     DeviceOption,
+    DownloadOption,
+    EpsOption,
+    LimitOption,
     ModelFileOption,
+    ModelOption,
+    OverwriteOption,
+    ProgressOption,
+    ResumeOption,
     SeedOption,
     SplitOption,
+    StateDirOption,
     UnsafePickleOption,
-    app,
-    load_cli_model,
-    parse_number,
-    resolve_device,
+    check_eps_range,
+    load_data,
+    load_model_spec,
+    resolve_model_spec,
+    take_limit,
 )
 
 
@@ -32,7 +43,9 @@ def parse_target(text: str | None) -> str | int | None:
     try:
         return int(text)
     except ValueError:
-        raise typer.BadParameter(f"--target {text!r}: use none, random, least-likely or a class index") from None
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--target {text!r}: use none, random, least-likely or a class index") from None
 
 
 def _names(minimal: bool) -> str:
@@ -43,21 +56,18 @@ def _names(minimal: bool) -> str:
 def attack(
     name: Annotated[str, typer.Option("--attack", "-a", help=f"Attack name: {_names(True)} (minimal-norm) or "
                                       f"{_names(False)} (eps-bounded).")],
-    model: Annotated[Path | None, typer.Option("--model", help="Model file (.safetensors, or a torch state dict / "
-                                               "checkpoint). Loaded safely: a full pickle needs --unsafe-pickle.")]
-    = None,
+    model: ModelOption = None,
     arch: ArchOption = None,
     model_file: ModelFileOption = None,
     unsafe_pickle: UnsafePickleOption = False,
-    dataset: DataOption = "mnist-embedded",
+    dataset: DataOption = DEFAULT_DATA,
     split: SplitOption = "test",
     root: DataRootOption = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Attack N samples, a stratified subset (every class "
-                                    "in proportion; 0: all).")] = 100,
+    download: DownloadOption = False,
+    limit: LimitOption = 100,
     norm: Annotated[str | None, typer.Option("--norm", help="L0, L1, L2 or Linf (default: the attack's own).")]
     = None,
-    eps: Annotated[str | None, typer.Option("--eps", help="Budget of an eps-bounded attack, e.g. 0.3 or 8/255.")]
-    = None,
+    eps: EpsOption = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Iterations (Square: queries); default: the "
                                               "attack's own.")] = None,
     target: Annotated[str | None, typer.Option("--target", help="none (untargeted), random, least-likely, or a "
@@ -68,12 +78,10 @@ def attack(
     out: Annotated[Path, typer.Option("--out", help="Result file: .json (one strict JSON file) or .npz (a "
                                       "NumPy archive with the JSON inside).")]
     = Path("attack.json"),
-    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="Checkpoint folder (default: OUT with "
-                                                   "'.state' instead of its suffix).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run recorded in the state folder.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard the state folder and start afresh.")]
-    = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    state_dir: StateDirOption = None,
+    resume: ResumeOption = False,
+    overwrite: OverwriteOption = False,
+    progress: ProgressOption = True,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
 ) -> None:
@@ -85,22 +93,16 @@ def attack(
 
         robustlens attack -a pgd --eps 0.3 --model runs/smallcnn/model.safetensors --limit 500 --out pgd.json
     """
-    from ..errors import MissingDependencyError, RobustLensError
-
-    try:
-        _attack(name=name, model=model, arch=arch, model_file=model_file, unsafe_pickle=unsafe_pickle,
-                dataset=dataset, split=split, root=root, limit=limit, norm=norm,
-                eps=None if eps is None else parse_number(eps, "--eps"),
-                steps=steps, target=parse_target(target), eps_grid=eps_grid, batch_size=batch_size, out=out,
-                state_dir=state_dir, resume=resume, overwrite=overwrite, progress=progress, seed=seed,
-                device=resolve_device(device))
-    except (RobustLensError, MissingDependencyError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    _attack(model=resolve_model_spec(model, arch, model_file), name=name, unsafe_pickle=unsafe_pickle,
+            dataset=dataset, split=split, root=root, download=download, limit=limit, norm=norm,
+            eps=None if eps is None else parse_number(eps, "--eps"),
+            steps=steps, target=parse_target(target), eps_grid=eps_grid, batch_size=batch_size, out=out,
+            state_dir=state_dir, resume=resume, overwrite=overwrite, progress=progress, seed=seed,
+            device=resolve_device(device))
 
 
-def _attack(*, name: str, model: Path | None, arch: str | None, model_file: str | None, unsafe_pickle: bool,
-            dataset: str, split: str, root: Path | None, limit: int, norm: str | None, eps: float | None,
+def _attack(*, name: str, model: str, unsafe_pickle: bool, dataset: str, split: str, root: Path | None,
+            download: bool, limit: int, norm: str | None, eps: float | None,
             steps: int | None, target: str | int | None, eps_grid: str | None, batch_size: int, out: Path,
             state_dir: Path | None, resume: bool, overwrite: bool, progress: bool, seed: int, device: str) -> None:
     import torch
@@ -109,7 +111,6 @@ def _attack(*, name: str, model: Path | None, arch: str | None, model_file: str 
     from .. import Classifier
     from ..attacks.base import AttackResult
     from ..attacks.registry import attack_key, make_attack
-    from ..data import load_dataset
     from ..errors import ConfigError
     from ..norms import norm_name
     from ..results import check_result_path
@@ -118,11 +119,12 @@ def _attack(*, name: str, model: Path | None, arch: str | None, model_file: str 
 
     key = attack_key(name)
     runner = make_attack(key, norm, eps, steps)
+    if hasattr(runner, "progress"):  # AutoAttack: a bar over its sub-attacks inside each batch
+        runner.progress = progress
     check_result_path(out)
-    net = load_cli_model(model, arch, model_file, unsafe_pickle)
-    data = load_dataset(dataset, split, root=root)
-    if limit > 0:
-        data = data.subset(min(limit, len(data)), seed=0, stratified=True)
+    data = take_limit(load_data(dataset, split, root=root, download=download), limit)
+    check_eps_range(eps, data.bounds, getattr(runner, "p", None))
+    net = load_model_spec(model, unsafe=unsafe_pickle)
     x, y = data.x, data.y
     clf = Classifier(net.to(device), bounds=data.bounds, **normalization(net, data.mean, data.std),
                      input_shape=tuple(x.shape[1:]))
@@ -170,22 +172,21 @@ def _attack(*, name: str, model: Path | None, arch: str | None, model_file: str 
         eps=eps, settings={**settings, "dataset": dataset, "split": split, "seed": seed, "subset": data.selection},
         stopped=o["stopped"] if bool(o["stopped"].any()) else None,
     )
+    result.settings["counts"] = result.counts()  # the JSON keeps both counts, beside the per-sample tensors
     written = result.save(out)
-    n = result.clean.shape[0]
-    correct = result.clean_correct
-    typer.echo(f"{key} ({norm_name(p)}) on {n} samples of {dataset}/{split}: clean accuracy "
-               f"{float(correct.double().mean()):.3f}, attack success {float(result.success.double().mean()):.3f}, "
+    c = result.counts()
+    clean = c["correct"] / max(1, c["samples"])
+    typer.echo(f"{key} ({norm_name(p)}) on {c['samples']} samples of {dataset}/{split}: fooled {c['fooled']} of "
+               f"{c['correct']} correctly classified (clean accuracy {clean:.3f}), "
                f"{result.queries_per_sample:.1f} passes per sample")
+    med = result.median_norm()
+    typer.echo(f"median {norm_name(p)} norm of the correctly classified samples fooled: "
+               + ("n/a (none fooled)" if med != med else f"{med:.4g}"))
     if eps is not None:
         typer.echo(f"robust accuracy at eps={eps:g}: {float(result.robust_accuracy()[0]):.3f}")
-    else:
-        fooled = result.norm[correct & result.success]
-        if fooled.numel():
-            typer.echo(f"median {norm_name(p)} norm of the correctly classified samples fooled: "
-                       f"{float(fooled.median()):.4g} (mean {float(fooled.double().mean()):.4g})")
-        if eps_grid:
-            grid = [parse_number(t.strip(), "--eps-grid") for t in eps_grid.split(",") if t.strip()]
-            ra = result.robust_accuracy(grid)
-            typer.echo("eps              " + "".join(f"{e:>9.4g}" for e in grid))
-            typer.echo("robust accuracy  " + "".join(f"{float(a):>9.3f}" for a in ra))
+    elif eps_grid:
+        grid = [parse_number(t.strip(), "--eps-grid") for t in eps_grid.split(",") if t.strip()]
+        ra = result.robust_accuracy(grid)
+        typer.echo("eps              " + "".join(f"{e:>9.4g}" for e in grid))
+        typer.echo("robust accuracy  " + "".join(f"{float(a):>9.3f}" for a in ra))
     typer.echo(f"wrote {written} (checkpoints in {sdir})")

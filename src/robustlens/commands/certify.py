@@ -7,33 +7,40 @@ from typing import Annotated
 
 import typer
 
-from .app import (
+from .app import app, resolve_device
+from .options import (
+    DEFAULT_DATA,
     ArchOption,
     DataOption,
     DataRootOption,
     DeviceOption,
+    DownloadOption,
+    LimitOption,
     ModelFileOption,
+    ModelOption,
+    ProgressOption,
+    ResumeOption,
     SeedOption,
     SplitOption,
     UnsafePickleOption,
-    app,
-    load_cli_model,
-    resolve_device,
+    load_data,
+    load_model_spec,
+    resolve_model_spec,
+    take_limit,
 )
 
 
 @app.command()
 def certify(
-    model: Annotated[Path, typer.Option("--model", help="Model file (.safetensors, or a torch state dict / "
-                                        "checkpoint). Loaded safely: a full pickle needs --unsafe-pickle.")],
+    model: ModelOption = None,
     arch: ArchOption = None,
     model_file: ModelFileOption = None,
     unsafe_pickle: UnsafePickleOption = False,
-    dataset: DataOption = "mnist-embedded",
+    dataset: DataOption = DEFAULT_DATA,
     split: SplitOption = "test",
     root: DataRootOption = None,
-    limit: Annotated[int, typer.Option("--limit", help="Certify N samples, a stratified subset (every class in "
-                                        "proportion; 0: all).")] = 100,
+    download: DownloadOption = False,
+    limit: LimitOption = 100,
     sigma: Annotated[float, typer.Option("--sigma", help="Noise level of the smoothing, in data units.")] = 0.25,
     n0: Annotated[int, typer.Option("--n0", help="Noisy copies to select the top class.")] = 100,
     n: Annotated[int, typer.Option("--n", help="Noisy copies to bound its probability.")] = 10_000,
@@ -41,26 +48,24 @@ def certify(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Noisy copies per forward pass.")] = 1000,
     data_batch_size: Annotated[int, typer.Option("--data-batch-size", help="Images per checkpoint.")] = 16,
     state_dir: Annotated[Path | None, typer.Option("--state-dir", help="Checkpoint folder (enables --resume).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run recorded in --state-dir.")] = False,
+    resume: ResumeOption = False,
     out: Annotated[Path, typer.Option("--out", help="Result file: .json or .npz (one file).")] = Path("certify.json"),
     plot: Annotated[Path | None, typer.Option("--plot", help="Also save the certified-accuracy curve (PNG).")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: ProgressOption = True,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
 ) -> None:
     """Certify L2 robustness by randomized smoothing (Cohen et al., 2019) and print certified accuracy by radius."""
     from .. import Classifier
     from ..certify import Smoothed, certify_dataset
-    from ..data import load_dataset
     from ..results import check_result_path
     from ..zoo.adapters import normalization
 
     dev = resolve_device(device)
     check_result_path(out)
-    net = load_cli_model(model, arch, model_file, unsafe_pickle)
-    data = load_dataset(dataset, split, root=root)
-    if limit > 0:
-        data = data.subset(min(limit, len(data)), seed=0, stratified=True)
+    spec = resolve_model_spec(model, arch, model_file)
+    data = take_limit(load_data(dataset, split, root=root, download=download), limit)
+    net = load_model_spec(spec, unsafe=unsafe_pickle)
     x, y = data.x, data.y
     clf = Classifier(net.to(dev), bounds=data.bounds, **normalization(net, data.mean, data.std))
     result = certify_dataset(

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .app import DeviceOption, SeedOption, app, resolve_device
+from .app import app, resolve_device
+from .options import DeviceOption, ProgressOption, SeedOption
 
 if TYPE_CHECKING:
     from torch import nn
@@ -124,7 +125,7 @@ def demo(
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="Seconds-long run for the tests.")] = False,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Reuse report sections already computed in "
                                          "--out with the same settings.")] = True,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: ProgressOption = True,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
 ) -> None:

@@ -11,7 +11,26 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import ConfigError
-from .app import DeviceOption, SeedOption, app, resolve_device
+from .app import app, resolve_device
+from .options import (
+    DEFAULT_DATA,
+    MODEL_FORMS,
+    DataOption,
+    DataRootOption,
+    DeviceOption,
+    DownloadOption,
+    ProgressOption,
+    SeedOption,
+    SplitOption,
+    UnsafePickleOption,
+    check_limit,
+    load_data,
+    load_model_spec,
+    model_name,
+    model_names,
+    split_model_spec,
+    warn,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -20,64 +39,16 @@ if TYPE_CHECKING:
     from ..report import ModelEntry, ReportPlan, ReportResults
 
 
-def split_model_spec(spec: str) -> tuple[str | None, str]:
-    """``"smallcnn=w.safetensors"`` -> ``("smallcnn", "w.safetensors")``; ``"net.py:make=w.pt"`` ->
-    ``("net.py:make", "w.pt")``; ``"w.safetensors"`` (a file that records its architecture) -> ``(None, ...)``."""
-    arch, sep, weights = spec.partition("=")
-    if not sep:
-        return None, spec
-    if not arch or not weights:
-        raise ConfigError(f"model {spec!r}: write ARCH=WEIGHTS (a zoo name such as smallcnn, or file.py:factory, "
-                          "then the weights file), or just the weights file when it records its architecture")
-    return arch, weights
-
-
 def build_model(spec: str, *, unsafe: bool = False) -> nn.Module:
     """Load a model given as ``WEIGHTS``, ``ZOO_NAME=WEIGHTS`` or ``file.py:factory=WEIGHTS`` (eval mode)."""
-    from ..zoo import load_model, load_user_model
-
-    arch, weights = split_model_spec(spec)
-    if arch is not None and ".py:" in arch:
-        return load_user_model(arch, weights, unsafe=unsafe)
-    return load_model(weights, arch, unsafe=unsafe)
-
-
-def model_name(spec: str) -> str:
-    """The display name of a model spec: the weights file's stem."""
-    return Path(split_model_spec(spec)[1]).stem or "model"
-
-
-def model_names(specs: Sequence[str]) -> list[str]:
-    """Display names for several model specs: the weights files' stems, or, where two stems coincide (``train``
-    always writes ``model.safetensors``), the names of the folders holding them. Two models that still share a name
-    are a ConfigError that names ``--names``."""
-    stems = [model_name(s) for s in specs]
-    if len(set(stems)) == len(stems):
-        return stems
-    folders = [Path(split_model_spec(s)[1]).resolve().parent.name or stems[i] for i, s in enumerate(specs)]
-    names = [f if stems.count(st) > 1 else st for st, f in zip(stems, folders, strict=True)]
-    if len(set(names)) != len(names):
-        files = ", ".join(split_model_spec(s)[1] for s in specs)
-        raise ConfigError(f"two models would share a name ({files}); name them with --names, e.g. "
-                          f"--names {','.join(f'model{i + 1}' for i in range(len(specs)))}")
-    return names
+    return load_model_spec(spec, unsafe=unsafe)
 
 
 def load_report_data(data: str, *, root: str | os.PathLike[str] | None = None, split: str = "test",
-                     image_size: tuple[int, int] | None = None) -> ImageData:
+                     image_size: tuple[int, int] | None = None, download: bool = False) -> ImageData:
     """A data set by name (``mnist-embedded``, ``mnist``, ``cifar10``... with ``root``), or an image folder
     (``root/<class>/<image>`` or ``root/<split>/<class>/<image>``) given by its path."""
-    from ..data import DATASETS, load_dataset
-
-    key = data.lower().replace("_", "-")
-    if key in DATASETS and key != "folder":
-        return load_dataset(key, split, root=root)
-    path = Path(root) if key == "folder" and root is not None else Path(data)
-    if not path.is_dir():
-        raise ConfigError(f"--data {data!r} is neither a data set ({', '.join(d for d in DATASETS if d != 'folder')}) "
-                          "nor an existing folder of class sub-folders")
-    folder_split = split if (path / split).is_dir() else "all"
-    return load_dataset("folder", folder_split, root=path, image_size=image_size)
+    return load_data(data, split, root=root, download=download, image_size=image_size)
 
 
 def make_plan(name: str, input_shape: Sequence[int], *, certify_sigma: float | None = None,
@@ -155,12 +126,10 @@ def _list_sections(value: bool) -> None:
 
 @app.command()
 def report(
-    model: Annotated[str, typer.Option("--model", help="The model: WEIGHTS (a file saved by robustlens that records "
-                                       "its architecture), ZOO_NAME=WEIGHTS (e.g. smallcnn=w.safetensors) or "
-                                       "file.py:factory=WEIGHTS (runs that file: only files you trust).")],
-    data: Annotated[str, typer.Option("--data", help="Data set name (mnist-embedded, mnist, fashion-mnist, cifar10, "
-                                      "digits; with --data-root where needed) or a folder of class sub-folders.")],
+    model: Annotated[str, typer.Option("--model", help=f"The model: {MODEL_FORMS}. A file.py:factory runs that "
+                                       "file: only files you trust.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder for results.json and report.html.")],
+    data: DataOption = DEFAULT_DATA,
     compare: Annotated[list[str] | None, typer.Option("--compare", help="Another model to report side by side "
                                                        "(same forms as --model); repeat for more.")] = None,
     names: Annotated[str | None, typer.Option("--names", help="Comma-separated display names, one per model "
@@ -171,8 +140,9 @@ def report(
                      ] = None,
     plan: Annotated[str, typer.Option("--plan", help="'quick' (minutes on a CPU) or 'full'.")] = "quick",
     resume: Annotated[bool, typer.Option("--resume", help="Reuse the sections already computed in --out.")] = False,
-    data_root: Annotated[Path | None, typer.Option("--data-root", help="Folder holding the data files.")] = None,
-    split: Annotated[str, typer.Option("--split", help="Which split to evaluate.")] = "test",
+    data_root: DataRootOption = None,
+    download: DownloadOption = False,
+    split: SplitOption = "test",
     image_size: Annotated[int | None, typer.Option("--image-size", help="Resize folder images to this side.")] = None,
     normalize: Annotated[bool, typer.Option("--normalize", help="Apply the data set's mean/std inside the "
                                             "classifier (for models trained on normalised inputs).")] = False,
@@ -183,10 +153,12 @@ def report(
     list_sections: Annotated[bool, typer.Option("--list-sections", callback=_list_sections, is_eager=True,
                                                 help="List the report's sections and the paper's claims each "
                                                      "tests, then exit.")] = False,
-    n_samples: Annotated[int | None, typer.Option("--n-samples", help="Override the plan's sample count.")] = None,
-    unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow fully pickled model files "
-                                                "(arbitrary code: trusted files only).")] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="Override the plan's sample count (the report "
+                                              "takes a stratified subset of N).")] = None,
+    n_samples: Annotated[int | None, typer.Option("--n-samples", hidden=True, help="Deprecated: write --limit.")]
+    = None,
+    unsafe_pickle: UnsafePickleOption = False,
+    progress: ProgressOption = True,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
 ) -> None:
@@ -194,29 +166,34 @@ def report(
     boundary, adversarial examples, cross-sections, curvature, universal perturbation, noise and more."""
     from ..report import SECTIONS, ModelEntry, section_keys
 
+    if n_samples is not None:
+        warn(f"--n-samples is deprecated: write --limit {n_samples}")
+        limit = n_samples if limit is None else limit
+    if limit is not None and check_limit(limit) == 0:
+        limit = None  # 0: the plan's own count
     dev = resolve_device(device)
     specs = [model, *(compare or [])]
     shown = [n.strip() for n in names.split(",")] if names else model_names(specs)
     if len(shown) != len(specs):
-        raise typer.BadParameter(f"--names gives {len(shown)} names for {len(specs)} models")
+        raise ConfigError(f"--names gives {len(shown)} names for {len(specs)} models")
     role_list = [r.strip() for r in roles.split(",")] if roles else [""] * len(specs)
     if len(role_list) != len(specs) or any(r not in ("", "standard", "robust") for r in role_list):
-        raise typer.BadParameter("--roles needs one of 'standard' or 'robust' per model, comma-separated")
+        raise ConfigError("--roles needs one of 'standard' or 'robust' per model, comma-separated")
     if len(set(shown)) != len(shown):
-        raise typer.BadParameter(f"--names gives the same name twice ({', '.join(shown)}); give each model its own")
+        raise ConfigError(f"--names gives the same name twice ({', '.join(shown)}); give each model its own")
     try:
         keys = [SECTIONS.key(s.strip()) for s in sections.split(",")] if sections else section_keys()
     except ConfigError:
-        raise typer.BadParameter(f"--sections {sections!r}: choose among {', '.join(section_keys())} "
+        raise ConfigError(f"--sections {sections!r}: choose among {', '.join(section_keys())} "
                                  "(robustlens report --list-sections describes them)") from None
-    ds = load_report_data(data, root=data_root, split=split,
+    ds = load_report_data(data, root=data_root, split=split, download=download,
                           image_size=None if image_size is None else (image_size, image_size))
     entries = []
     for spec, name, role in zip(specs, shown, role_list, strict=True):
         net = build_model(spec, unsafe=unsafe_pickle).to(dev)
         kw: dict[str, object] = {"mean": ds.mean, "std": ds.std} if normalize and ds.mean is not None else {}
         entries.append(ModelEntry(name, ds.classifier(net, **kw), source=spec, role=role))
-    p = make_plan(plan, ds.input_shape, certify_sigma=certify_sigma, sections=keys, n_samples=n_samples)
+    p = make_plan(plan, ds.input_shape, certify_sigma=certify_sigma, sections=keys, n_samples=limit)
     run_and_print(entries, ds, p, out, seed=seed, resume=resume, progress=progress)
 
 

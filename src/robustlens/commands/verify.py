@@ -7,35 +7,38 @@ from typing import Annotated
 
 import typer
 
-from .app import (
+from .app import app, parse_number, resolve_device
+from .options import (
+    DEFAULT_DATA,
     ArchOption,
     DataOption,
     DataRootOption,
     DeviceOption,
+    DownloadOption,
+    LimitOption,
     ModelFileOption,
+    ModelOption,
     SeedOption,
     SplitOption,
     UnsafePickleOption,
-    app,
-    load_cli_model,
-    parse_number,
-    resolve_device,
+    load_data,
+    load_model_spec,
+    resolve_model_spec,
+    take_limit,
 )
 
 
 @app.command()
 def verify(
-    model: Annotated[Path | None, typer.Option("--model", help="Model file (.safetensors, or a torch state dict / "
-                                               "checkpoint). Loaded safely: a full pickle needs --unsafe-pickle.")]
-    = None,
+    model: ModelOption = None,
     arch: ArchOption = None,
     model_file: ModelFileOption = None,
     unsafe_pickle: UnsafePickleOption = False,
-    dataset: DataOption = "mnist-embedded",
+    dataset: DataOption = DEFAULT_DATA,
     split: SplitOption = "test",
     root: DataRootOption = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Verify N samples, a stratified subset (0: all).")]
-    = 100,
+    download: DownloadOption = False,
+    limit: LimitOption = 100,
     eps: Annotated[str, typer.Option("--eps", help="Radius, or comma-separated radii, e.g. 0.1 or 1/255,2/255.")]
     = "0.1",
     norm: Annotated[str, typer.Option("--norm", help="Linf, L2 or L1.")] = "Linf",
@@ -56,17 +59,15 @@ def verify(
     """
     from .. import Classifier
     from ..certify import verify as run_verify
-    from ..data import load_dataset
     from ..results import check_result_path
     from ..zoo.adapters import normalization
 
     dev = resolve_device(device)
     check_result_path(out)
     radii = [parse_number(t.strip(), "--eps") for t in eps.split(",") if t.strip()]
-    net = load_cli_model(model, arch, model_file, unsafe_pickle)
-    data = load_dataset(dataset, split, root=root)
-    if limit > 0:
-        data = data.subset(min(limit, len(data)), seed=0, stratified=True)
+    spec = resolve_model_spec(model, arch, model_file)
+    data = take_limit(load_data(dataset, split, root=root, download=download), limit)
+    net = load_model_spec(spec, unsafe=unsafe_pickle)
     clf = Classifier(net.to(dev), bounds=data.bounds, **normalization(net, data.mean, data.std))
     result = run_verify(clf, data.x, data.y, radii, norm, method, attack=attack, steps=steps, seed=seed)
     result.settings.update({"dataset": dataset, "split": split, "limit": limit})
