@@ -2,5 +2,9 @@
 Sec. IV-C1)."""
 
 from .corruptions import CORRUPTIONS, FAMILIES, SEVERITIES, benchmark_corruptions, corrupt, family
+from .robustness import CorruptionResult, corruption_robustness, plot_corruption_heatmap, plot_corruptions
 
-__all__ = ["CORRUPTIONS", "FAMILIES", "SEVERITIES", "benchmark_corruptions", "corrupt", "family"]
+__all__ = [
+    "CORRUPTIONS", "FAMILIES", "SEVERITIES", "CorruptionResult", "benchmark_corruptions", "corrupt", "corruption_robustness",
+    "family", "plot_corruption_heatmap", "plot_corruptions",
+]
