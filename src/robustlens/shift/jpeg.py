@@ -56,6 +56,13 @@ def _pad_to(x: Tensor, mult: int) -> Tensor:
     return x.index_select(-1, pad_index(w, 0, ww - w, "edge", x.device))
 
 
+def _downsample(p: Tensor) -> Tensor:
+    """libjpeg's h2v2 downsampling: ``(a + b + c + d + bias) >> 2`` with the bias alternating 1, 2 by column."""
+    s = F.avg_pool2d(p[:, None], 2)[:, 0] * 4
+    bias = torch.tensor([1.0, 2.0], dtype=p.dtype, device=p.device).repeat(s.shape[-1] // 2 + 1)[: s.shape[-1]]
+    return torch.floor((s + bias) / 4)
+
+
 def _code_plane(p: Tensor, table: Tensor) -> Tensor:
     """Level shift, blockwise DCT, quantise, dequantise, inverse DCT of planes ``(N, H, W)`` (multiples of 8)."""
     n, h, w = p.shape
@@ -94,7 +101,7 @@ def jpeg(x: Tensor, quality: int) -> Tensor:
     cb = -0.168735892 * r - 0.331264108 * g + 0.5 * b + 128
     cr = 0.5 * r - 0.418687589 * g - 0.081312411 * b + 128
     yy, cb, cr = (_pad_to(torch.round(p), 16) for p in (yy, cb, cr))
-    cb, cr = (F.avg_pool2d(p[:, None], 2)[:, 0] for p in (cb, cr))
+    cb, cr = (_downsample(p) for p in (cb, cr))
     yd = _code_plane(yy, quant_table(_LUMA, quality))[:, :h, :w]
     cbd, crd = (_fancy_up(_code_plane(p, quant_table(_CHROMA, quality)), h, w) for p in (cb, cr))
     rgb = torch.stack([yd + 1.402 * (crd - 128), yd - 0.344136286 * (cbd - 128) - 0.714136286 * (crd - 128),
