@@ -5,6 +5,7 @@ from __future__ import annotations
 from .commands import attack as _attack  # noqa: F401
 from .commands import basic  # noqa: F401  (registers commands)
 from .commands import certify as _certify  # noqa: F401
+from .commands import corrupt as _corrupt  # noqa: F401
 from .commands import demo as _demo  # noqa: F401
 from .commands import report as _report  # noqa: F401
 from .commands import train as _train  # noqa: F401
