@@ -68,12 +68,13 @@ def corrupt(
 
     from ..data import load_dataset
     from ..files import atomic_write_bytes
-    from ..shift import CORRUPTIONS, corrupt as corrupt_images
-    from ..shift.robustness import _names, _severities
+    from ..shift import CORRUPTIONS
+    from ..shift import corrupt as corrupt_images
+    from ..shift.robustness import resolve_corruptions, resolve_severities
 
-    names = _names(corruption if corruption in ("benchmark", "all") or "," not in corruption
+    names = resolve_corruptions(corruption if corruption in ("benchmark", "all") or "," not in corruption
                    else [c.strip() for c in corruption.split(",") if c.strip()])
-    sev = _severities(parse_severities(severity))
+    sev = resolve_severities(parse_severities(severity))
     names = [CORRUPTIONS.key(n) for n in names]
     data = load_dataset(dataset, split, root=root)
     if limit > 0:

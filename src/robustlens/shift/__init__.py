@@ -5,6 +5,6 @@ from .corruptions import CORRUPTIONS, FAMILIES, SEVERITIES, benchmark_corruption
 from .robustness import CorruptionResult, corruption_robustness, plot_corruption_heatmap, plot_corruptions
 
 __all__ = [
-    "CORRUPTIONS", "FAMILIES", "SEVERITIES", "CorruptionResult", "benchmark_corruptions", "corrupt", "corruption_robustness",
-    "family", "plot_corruption_heatmap", "plot_corruptions",
+    "CORRUPTIONS", "FAMILIES", "SEVERITIES", "CorruptionResult", "benchmark_corruptions", "corrupt",
+    "corruption_robustness", "family", "plot_corruption_heatmap", "plot_corruptions",
 ]

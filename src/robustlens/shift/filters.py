@@ -154,8 +154,8 @@ def motion_blur(x: Tensor, radius: int, sigma: float, angle_deg: Tensor) -> Tens
     shifted along ``angle`` (per sample, degrees) with one-sided Gaussian weights ``exp(-i^2 / 2 sigma^2)``; copies
     that would leave the image are dropped (the weights are not renormalised)."""
     width = 2 * int(radius) + 1
-    k = torch.exp(-torch.arange(width, dtype=torch.float64) ** 2 / (2 * sigma**2))
-    k = (k / k.sum()).tolist()
+    kt = torch.exp(-torch.arange(width, dtype=torch.float64) ** 2 / (2 * sigma**2))
+    k = (kt / kt.sum()).tolist()
     ang = torch.deg2rad(angle_deg.double().cpu())
     py, px = width * torch.sin(ang), width * torch.cos(ang)
     hyp = torch.hypot(py, px)

@@ -115,7 +115,7 @@ def _as_unit(clf: Classifier, x: Tensor) -> tuple[Tensor, float, float]:
     return (x - lo) / (hi - lo), float(lo), float(hi)
 
 
-def _names(corruptions: Sequence[str] | str | None) -> list[str]:
+def resolve_corruptions(corruptions: Sequence[str] | str | None) -> list[str]:
     if corruptions is None or corruptions == "benchmark":
         return benchmark_corruptions()
     if corruptions == "all":
@@ -128,7 +128,7 @@ def _names(corruptions: Sequence[str] | str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _severities(severities: Sequence[int]) -> list[int]:
+def resolve_severities(severities: Sequence[int]) -> list[int]:
     out = []
     for s in severities:
         if isinstance(s, bool) or int(s) != s or not 1 <= int(s) <= 5:
@@ -139,11 +139,12 @@ def _severities(severities: Sequence[int]) -> list[int]:
     return list(dict.fromkeys(out))
 
 
-@register_analysis(
-    "corruption-robustness", kind="shift", needs_gradients=False,
-    smoke=lambda clf, x, y, seed: corruption_robustness(clf, x, y, corruptions=["gaussian-noise", "fog", "contrast"],
-                                                        severities=[1, 5], seed=seed, progress=False),
-)
+def _smoke(clf: Classifier, x: Tensor, y: Tensor, seed: int) -> CorruptionResult:
+    return corruption_robustness(clf, x, y, corruptions=["gaussian-noise", "fog", "contrast"], severities=[1, 5],
+                                 seed=seed, progress=False)
+
+
+@register_analysis("corruption-robustness", kind="shift", needs_gradients=False, smoke=_smoke)
 def corruption_robustness(
     clf: Classifier,
     x: Tensor,
@@ -178,7 +179,7 @@ def corruption_robustness(
     >>> r = corruption_robustness(clf, x, y, corruptions=["fog"], severities=[1, 5])
     >>> r.accuracy_of("fog")
     """
-    names, sev = _names(corruptions), _severities(severities)
+    names, sev = resolve_corruptions(corruptions), resolve_severities(severities)
     x, yv = clf.validate(x, None if y is None else torch.as_tensor(y))
     if x.dim() != 4:
         raise InputError(f"common corruptions need image inputs (N, C, H, W), got shape {tuple(x.shape)}")
@@ -189,7 +190,8 @@ def corruption_robustness(
     _as_unit(clf, x)
     bs = batch_size or clf.batch_size
 
-    def fn(bx: Tensor, by: Tensor, bidx: Tensor) -> dict[str, Tensor]:
+    def fn(bx: Tensor, by: Tensor | None, bidx: Tensor) -> dict[str, Tensor]:
+        assert by is not None  # labels are always given to the runner here
         u, lo, hi = _as_unit(clf, bx)
         with clf.random_state(seed):
             clean = clf.predict(bx, batch_size=bs, validate=False) == by
@@ -261,4 +263,5 @@ def plot_corruption_heatmap(result: CorruptionResult, ax: Any = None) -> Any:
     return ax
 
 
-__all__ = ["CorruptionResult", "corruption_robustness", "plot_corruption_heatmap", "plot_corruptions"]
+__all__ = ["CorruptionResult", "corruption_robustness", "plot_corruption_heatmap", "plot_corruptions",
+           "resolve_corruptions", "resolve_severities"]
