@@ -7,8 +7,9 @@
     python benchmarks/corruptions.py claim [--train 20000] [--test 1000] [--retrain]
         Trains three small MNIST CNNs (standard, Gaussian augmentation sigma 0.3, PGD-AT Linf eps 0.2; weights
         cached under benchmarks/results/corruption_models/), measures their accuracy under the 15 corruptions x 5
-        severities (CIFAR-10-C parameters, the documented choice for 28 px grey images) and their PGD robust
-        accuracy, and writes benchmarks/results/corruptions_claim.json.
+        severities (CIFAR-10-C parameters, the documented choice for 28 px grey images; ``--params imagenet`` for
+        the stronger ImageNet-C ones) and their PGD robust accuracy, and writes
+        benchmarks/results/corruptions_claim.json (corruptions_claim_imagenet.json).
     python benchmarks/corruptions.py table
         Prints the Markdown tables of docs/shift.md from the cached results.
 """
@@ -81,7 +82,7 @@ def _train(kind: str, x: torch.Tensor, y: torch.Tensor, epochs: int) -> torch.nn
     return net.eval()
 
 
-def claim(n_train: int, n_test: int, retrain: bool, epochs: int) -> dict[str, object]:
+def claim(n_train: int, n_test: int, retrain: bool, epochs: int, params: str) -> dict[str, object]:
     from robustlens.attacks import PGD
     from robustlens.zoo import load_model, save_model
 
@@ -90,7 +91,7 @@ def claim(n_train: int, n_test: int, retrain: bool, epochs: int) -> dict[str, ob
     cache = RESULTS / "corruption_models"
     cache.mkdir(parents=True, exist_ok=True)
     out: dict[str, object] = {"train_images": n_train, "test_images": n_test, "epochs": epochs,
-                              "params": "cifar", "models": {}}
+                              "params": params, "models": {}}
     results = {}
     for kind in MODELS:
         path = cache / f"mnist-{kind}.safetensors"
@@ -103,7 +104,8 @@ def claim(n_train: int, n_test: int, retrain: bool, epochs: int) -> dict[str, ob
         t_train = time.perf_counter() - t0
         clf = Classifier(net, bounds=(0.0, 1.0), batch_size=500)
         t0 = time.perf_counter()
-        r = corruption_robustness(clf, test.x, test.y, corruptions="benchmark", seed=0, progress=False)
+        r = corruption_robustness(clf, test.x, test.y, corruptions="benchmark", params=params, seed=0,
+                                  progress=False)
         t_eval = time.perf_counter() - t0
         adv = PGD(norm="inf", eps=0.2, steps=20)(clf, test.x[:500], test.y[:500], seed=0)
         results[kind] = r
@@ -131,14 +133,22 @@ def table() -> None:
         th_s = f"{th:.0f}" if isinstance(th, float) else th
         sp_s = f"{v['speedup']:.0f}x" if isinstance(th, float) else "-"
         print(f"| {name} | {v['ours_images_per_s']:.0f} | {th_s} | {sp_s} |")
-    cl = json.loads((RESULTS / "corruptions_claim.json").read_text())
-    models = cl["models"]
-    print("\n| corruption | " + " | ".join(models) + " |\n|---|" + "---|" * len(models))
-    for c in benchmark_corruptions():
-        print(f"| {c} | " + " | ".join(f"{100 * m['per_corruption'][c]:.1f}" for m in models.values()) + " |")
-    for key, label in (("clean", "clean"), ("pgd20_linf_0.2", "PGD-20 Linf 0.2"), ("mean_corrupted", "mean")):
-        print(f"| **{label}** | " + " | ".join(f"{100 * m[key]:.1f}" for m in models.values()) + " |")
-    print("| **mCE vs standard** | " + " | ".join(f"{m['mce_vs_standard']:.3f}" for m in models.values()) + " |")
+    for name in ("corruptions_claim.json", "corruptions_claim_imagenet.json"):
+        if not (RESULTS / name).exists():
+            continue
+        cl = json.loads((RESULTS / name).read_text())
+        models = cl["models"]
+        print(f"\n{name} ({cl['params']} severities)\n\n| corruption | " + " | ".join(models) + " |\n|---|"
+              + "---|" * len(models))
+        for c in benchmark_corruptions():
+            print(f"| {c} | " + " | ".join(f"{100 * m['per_corruption'][c]:.1f}" for m in models.values()) + " |")
+        for fam in ("noise", "blur", "weather", "digital"):
+            print(f"| *{fam}* | " + " | ".join(f"{100 * m['family'][fam]:.1f}" for m in models.values()) + " |")
+        for key, label in (("clean", "clean"), ("pgd20_linf_0.2", "PGD-20 Linf 0.2"), ("mean_corrupted", "mean")):
+            print(f"| **{label}** | " + " | ".join(f"{100 * m[key]:.1f}" for m in models.values()) + " |")
+        for key, label in (("mce_vs_standard", "mCE vs standard"), ("relative_mce_vs_standard", "relative mCE")):
+            print(f"| **{label}** | " + " | ".join(f"{m[key]:.3f}" if m[key] is not None else "-"
+                                                  for m in models.values()) + " |")
 
 
 def main() -> None:
@@ -152,6 +162,7 @@ def main() -> None:
     c.add_argument("--test", type=int, default=1000)
     c.add_argument("--epochs", type=int, default=2)
     c.add_argument("--retrain", action="store_true")
+    c.add_argument("--params", default="cifar", choices=["cifar", "imagenet"])
     sub.add_parser("table")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -163,9 +174,10 @@ def main() -> None:
                "environment": env, "results": res}
         (RESULTS / "corruptions_speed.json").write_text(json.dumps(doc, indent=1))
     elif a.cmd == "claim":
-        doc = claim(a.train, a.test, a.retrain, a.epochs)
+        doc = claim(a.train, a.test, a.retrain, a.epochs, a.params)
         doc["environment"] = env
-        (RESULTS / "corruptions_claim.json").write_text(json.dumps(doc, indent=1))
+        name = "corruptions_claim.json" if a.params == "cifar" else f"corruptions_claim_{a.params}.json"
+        (RESULTS / name).write_text(json.dumps(doc, indent=1))
     else:
         table()
 
