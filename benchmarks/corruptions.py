@@ -38,11 +38,13 @@ MODELS = {"standard": "standard training", "gaussian": "Gaussian augmentation, s
 
 
 # ------------------------------------------------------------------------------------------------------- speed
-def speed(n: int, severity: int) -> dict[str, dict[str, float | str]]:
+def speed(n: int, severity: int, size: int) -> dict[str, dict[str, float | str]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import imagecorruptions as ic
     x = load_dataset("cifar10", "test", root=SHARED / "cifar10").subset(n, seed=0).x
+    if size != x.shape[-1]:  # ImageNet-sized inputs: the CIFAR images upsampled (bilinear)
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
     u8 = np.round(x.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
     x = torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 255
     out: dict[str, dict[str, float | str]] = {}
@@ -126,13 +128,17 @@ def claim(n_train: int, n_test: int, retrain: bool, epochs: int, params: str) ->
 
 
 def table() -> None:
-    sp = json.loads((RESULTS / "corruptions_speed.json").read_text())
-    print("| corruption | ours (img/s) | imagecorruptions (img/s) | speed-up |\n|---|---|---|---|")
-    for name, v in sp["results"].items():
-        th = v["imagecorruptions_images_per_s"]
-        th_s = f"{th:.0f}" if isinstance(th, float) else th
-        sp_s = f"{v['speedup']:.0f}x" if isinstance(th, float) else "-"
-        print(f"| {name} | {v['ours_images_per_s']:.0f} | {th_s} | {sp_s} |")
+    for fname in ("corruptions_speed.json", "corruptions_speed_224.json"):
+        if not (RESULTS / fname).exists():
+            continue
+        sp = json.loads((RESULTS / fname).read_text())
+        print(f"\n{sp['images']}, {sp['n']} images, severity {sp['severity']}, one thread\n")
+        print("| corruption | ours (img/s) | imagecorruptions (img/s) | speed-up |\n|---|---|---|---|")
+        for name, v in sp["results"].items():
+            th = v["imagecorruptions_images_per_s"]
+            th_s = f"{th:.0f}" if isinstance(th, float) else th.split(":")[0] + " (" + th.split(":")[1].strip() + ")"
+            sp_s = f"{v['speedup']:.1f}x" if isinstance(th, float) else "-"
+            print(f"| {name} | {v['ours_images_per_s']:.0f} | {th_s} | {sp_s} |")
     for name in ("corruptions_claim.json", "corruptions_claim_imagenet.json"):
         if not (RESULTS / name).exists():
             continue
@@ -157,6 +163,7 @@ def main() -> None:
     s = sub.add_parser("speed")
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--severity", type=int, default=3)
+    s.add_argument("--size", type=int, default=32)
     c = sub.add_parser("claim")
     c.add_argument("--train", type=int, default=20000)
     c.add_argument("--test", type=int, default=1000)
@@ -169,10 +176,11 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     if a.cmd == "speed":
-        res = speed(a.n, a.severity)
-        doc = {"n": a.n, "severity": a.severity, "params": "imagenet", "images": "CIFAR-10 test 32x32",
-               "environment": env, "results": res}
-        (RESULTS / "corruptions_speed.json").write_text(json.dumps(doc, indent=1))
+        res = speed(a.n, a.severity, a.size)
+        doc = {"n": a.n, "severity": a.severity, "params": "imagenet", "size": a.size,
+               "images": f"CIFAR-10 test images at {a.size}x{a.size}", "environment": env, "results": res}
+        name = "corruptions_speed.json" if a.size == 32 else f"corruptions_speed_{a.size}.json"
+        (RESULTS / name).write_text(json.dumps(doc, indent=1))
     elif a.cmd == "claim":
         doc = claim(a.train, a.test, a.retrain, a.epochs, a.params)
         doc["environment"] = env

@@ -26,7 +26,9 @@ DETERMINISTIC = {"brightness": "brightness", "contrast": "contrast", "zoom-blur"
                  "defocus-blur": "defocus_blur", "saturate": "saturate", "pixelate": "pixelate"}
 #: corruption: (peer name, tolerance on the mean of the difference, relative tolerance on its standard deviation)
 RANDOM = {"gaussian-noise": ("gaussian_noise", 0.003, 0.03), "shot-noise": ("shot_noise", 0.006, 0.03),
-          "impulse-noise": ("impulse_noise", 0.003, 0.05), "speckle-noise": ("speckle_noise", 0.004, 0.03),
+          # the peer's impulse noise draws from an unseeded numpy Generator (scikit-image's random_noise): over 8 of
+          # its runs the mean of the difference moved by up to 0.003 and its std by up to 3%
+          "impulse-noise": ("impulse_noise", 0.006, 0.07), "speckle-noise": ("speckle_noise", 0.004, 0.03),
           "elastic": ("elastic_transform", 0.006, 0.08),
           "snow": ("snow", 0.03, 0.2)}
 

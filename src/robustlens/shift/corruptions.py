@@ -12,7 +12,7 @@ robustness carries over to such distribution shifts. Each corruption follows the
   diamond-square fractal plus ridged veins, tinted and levelled to the photographs' mean colour and spread), so
   frost numbers are close to, not equal to, the benchmark's;
 - spatter (water, severities 1-3): the reference shapes the drops with OpenCV's Canny edges, distance transform and
-  histogram equalisation; we use the same drop mask with a chamfer distance to its edge, rank equalisation and the
+  histogram equalisation; we use the same drop mask with a chessboard distance to its edge, rank equalisation and the
   same emboss kernel (the mud severities 4-5 follow the reference exactly);
 - jpeg: a floating-point DCT where libjpeg uses integer arithmetic (:mod:`robustlens.shift.jpeg`);
 - motion blur: the ``imagecorruptions`` port of ImageMagick's kernel, also for CIFAR-10-C (which called
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError, InputError
@@ -398,16 +399,15 @@ def jpeg_compression(x: Tensor, c: int, rng: K.SampleStreams, ref: str) -> Tenso
 
 # ---------------------------------------------------------------------------------------------------- extra
 def _chamfer_to_edge(edge: Tensor, cap: int) -> Tensor:
-    """Distance (3-4 chamfer / 3) of every pixel to the nearest edge pixel, truncated at ``cap``."""
+    """Chessboard distance (Linf, by repeated 3 x 3 min-pooling) of every pixel to the nearest edge pixel, truncated
+    at ``cap``: the stand-in for OpenCV's Euclidean ``distanceTransform``."""
     big = float(cap)
     d = torch.where(edge, torch.zeros_like(edge, dtype=torch.float64), torch.full_like(edge, big, dtype=torch.float64))
+    d = d[:, None]
     for _ in range(cap):
-        p = K.pad2d(d[:, None], 1, 1, "edge")[:, 0]
-        h, w = d.shape[-2:]
-        nb = [p[:, 1 + a:1 + a + h, 1 + b:1 + b + w] + (4 / 3 if a and b else 1.0)
-              for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b]
-        d = torch.minimum(d, torch.stack(nb).amin(0))
-    return d.clamp(max=big)
+        nb = -F.max_pool2d(-d, 3, stride=1, padding=1)
+        d = torch.minimum(d, nb + 1)
+    return d[:, 0].clamp(max=big)
 
 
 def _rank_equalize(d: Tensor) -> Tensor:

@@ -26,6 +26,8 @@ from ..seeding import generator
 #: (``d c b | a b c d``, edge not repeated), ``symmetric`` is scipy's ``reflect`` (``c b a | a b c``), ``edge`` is
 #: scipy's ``nearest``.
 PAD_MODES = ("reflect101", "symmetric", "edge")
+#: kernels with more taps than this are applied through the FFT
+FFT_ABOVE = 49
 
 
 def pad_index(n: int, before: int, after: int, mode: str, device: torch.device | None = None) -> Tensor:
@@ -80,7 +82,14 @@ def filter2d(x: Tensor, kernel: Tensor, mode: str = "reflect101") -> Tensor:
     n, c, h, w = x.shape
     kh, kw = kernel.shape[-2:]
     y = pad2d(x.reshape(n * c, 1, h, w), kh // 2, kw // 2, mode)
-    return F.conv2d(y, kernel.to(x).view(1, 1, kh, kw)).view(n, c, h, w)
+    if kh * kw <= FFT_ABOVE:
+        return F.conv2d(y, kernel.to(x).view(1, 1, kh, kw)).view(n, c, h, w)
+    # a large kernel (the defocus disk is 17 x 17): the same correlation through the FFT, as OpenCV switches to a DFT
+    hh, ww = y.shape[-2:]
+    k = torch.zeros(hh, ww, dtype=x.dtype, device=x.device)
+    k[:kh, :kw] = kernel.to(x).flip(0, 1)
+    full = torch.fft.irfft2(torch.fft.rfft2(y[:, 0]) * torch.fft.rfft2(k), s=(hh, ww))
+    return full[:, kh - 1:kh - 1 + h, kw - 1:kw - 1 + w].reshape(n, c, h, w)
 
 
 def cv2_gaussian_kernel(ksize: int, sigma: float) -> Tensor:
