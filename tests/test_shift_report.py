@@ -64,3 +64,22 @@ def test_corrupt_command_writes_a_copy(tmp_path: Path) -> None:
     assert meta["corruption"] == "fog" and meta["severity"] == 3
     bad = CliRunner().invoke(app, ["corrupt", "--data", "digits", "--corruption", "rain", "--out", str(out)])
     assert bad.exit_code != 0
+
+
+def test_corrupt_command_measures_a_model(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from robustlens.cli import app
+    from robustlens.results import Result
+    from robustlens.shift import CorruptionResult
+    from robustlens.zoo import create_model, save_model
+
+    model = tmp_path / "m.safetensors"
+    save_model(create_model("mlp", 10, seed=0, input_size=8, hidden=(16,)), model)
+    out = tmp_path / "acc.json"
+    res = CliRunner().invoke(app, ["corrupt", "--data", "digits", "--corruption", "fog,contrast", "--severity", "1,5",
+                                   "--limit", "20", "--model", str(model), "--arch", "mlp", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    r = Result.load(out)
+    assert isinstance(r, CorruptionResult) and r.corruptions == ["fog", "contrast"] and r.severities == [1, 5]
+    assert "contrast" in res.output
