@@ -10,6 +10,9 @@
         severities (CIFAR-10-C parameters, the documented choice for 28 px grey images; ``--params imagenet`` for
         the stronger ImageNet-C ones) and their PGD robust accuracy, and writes
         benchmarks/results/corruptions_claim.json (corruptions_claim_imagenet.json).
+    python benchmarks/corruptions.py worst [--test 500] [--grid 20] [--params imagenet]
+        The worst-case strength of the parametric corruptions per image for the cached models; writes
+        benchmarks/results/corruptions_worst_imagenet.json.
     python benchmarks/corruptions.py table
         Prints the Markdown tables of docs/shift.md from the cached results.
 """
@@ -127,6 +130,27 @@ def claim(n_train: int, n_test: int, retrain: bool, epochs: int, params: str) ->
     return out
 
 
+def worst(n_test: int, grid: int, params: str) -> dict[str, object]:
+    """Worst-case strength per image (``worst_case_corruption``) for the cached MNIST models."""
+    from robustlens.shift import worst_case_corruption
+    from robustlens.zoo import load_model
+
+    test = load_dataset("mnist", "test", root=SHARED / "mnist").subset(n_test, seed=0, stratified=True)
+    out: dict[str, object] = {"test_images": n_test, "grid": grid, "params": params, "models": {}}
+    for kind in MODELS:
+        path = RESULTS / "corruption_models" / f"mnist-{kind}.safetensors"
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: run 'python benchmarks/corruptions.py claim' first")
+        clf = Classifier(load_model(path, "smallcnn"), bounds=(0.0, 1.0), batch_size=500)
+        r = worst_case_corruption(clf, test.x, test.y, grid=grid, params=params, seed=0)
+        out["models"][kind] = {  # type: ignore[index]
+            c: {"worst_case": float(r.worst_case_accuracy(1.0)[i]), "at_severity_5": float(r.fixed_accuracy[i, -1]),
+                "median_breaking_strength": float(r.breaking[:, i].median())}
+            for i, c in enumerate(r.corruptions)}
+        print(kind, {c: round(v["worst_case"], 3) for c, v in out["models"][kind].items()}, flush=True)  # type: ignore[index]
+    return out
+
+
 def table() -> None:
     for fname in ("corruptions_speed.json", "corruptions_speed_224.json"):
         if not (RESULTS / fname).exists():
@@ -170,6 +194,10 @@ def main() -> None:
     c.add_argument("--epochs", type=int, default=2)
     c.add_argument("--retrain", action="store_true")
     c.add_argument("--params", default="cifar", choices=["cifar", "imagenet"])
+    w = sub.add_parser("worst")
+    w.add_argument("--test", type=int, default=500)
+    w.add_argument("--grid", type=int, default=20)
+    w.add_argument("--params", default="imagenet", choices=["cifar", "imagenet"])
     sub.add_parser("table")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -186,6 +214,10 @@ def main() -> None:
         doc["environment"] = env
         name = "corruptions_claim.json" if a.params == "cifar" else f"corruptions_claim_{a.params}.json"
         (RESULTS / name).write_text(json.dumps(doc, indent=1))
+    elif a.cmd == "worst":
+        doc = worst(a.test, a.grid, a.params)
+        doc["environment"] = env
+        (RESULTS / f"corruptions_worst_{a.params}.json").write_text(json.dumps(doc, indent=1))
     else:
         table()
 
