@@ -17,6 +17,7 @@ from .commands import attack as _attack  # noqa: E402, F401
 from .commands import basic  # noqa: E402, F401  (registers commands)
 from .commands import benchmark as _benchmark  # noqa: E402, F401
 from .commands import certify as _certify  # noqa: E402, F401
+from .commands import corrupt as _corrupt  # noqa: E402, F401
 from .commands import demo as _demo  # noqa: E402, F401
 from .commands import report as _report  # noqa: E402, F401
 from .commands import train as _train  # noqa: E402, F401
