@@ -28,6 +28,7 @@ from .options import (
     StateDirOption,
     UnsafePickleOption,
     check_eps_range,
+    data_classifier,
     load_data,
     load_model_spec,
     resolve_model_spec,
@@ -108,14 +109,12 @@ def _attack(*, name: str, model: str, unsafe_pickle: bool, dataset: str, split: 
     import torch
     from torch import Tensor
 
-    from .. import Classifier
     from ..attacks.base import AttackResult
     from ..attacks.registry import attack_key, make_attack
     from ..errors import ConfigError
     from ..norms import norm_name
     from ..results import check_result_path
     from ..runner import run_evaluation
-    from ..zoo.adapters import normalization
 
     key = attack_key(name)
     runner = make_attack(key, norm, eps, steps)
@@ -126,8 +125,7 @@ def _attack(*, name: str, model: str, unsafe_pickle: bool, dataset: str, split: 
     check_eps_range(eps, data.bounds, getattr(runner, "p", None))
     net = load_model_spec(model, unsafe=unsafe_pickle)
     x, y = data.x, data.y
-    clf = Classifier(net.to(device), bounds=data.bounds, **normalization(net, data.mean, data.std),
-                     input_shape=tuple(x.shape[1:]))
+    clf = data_classifier(net, data, device)
     p = getattr(runner, "p", None)
     tgt: str | None = None
     if isinstance(target, int):

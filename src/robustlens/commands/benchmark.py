@@ -24,6 +24,7 @@ from .options import (
     UnsafePickleOption,
     check_eps_range,
     check_limit,
+    data_classifier,
     load_data,
     load_model_spec,
     resolve_model_spec,
@@ -60,7 +61,6 @@ def benchmark(
     """
     from ..benchmarking import benchmark as run_benchmark
     from ..results import check_result_path
-    from ..zoo.adapters import normalization
 
     check_result_path(out)
     n = check_limit(limit)
@@ -68,11 +68,8 @@ def benchmark(
     dev = resolve_device(device)
     data = load_data(dataset, split, root=root, download=download)
     check_eps_range(radius, data.bounds, float("inf") if threat_model.lower() == "linf" else 2.0)
-    net = load_model_spec(resolve_model_spec(model), unsafe=unsafe_pickle).to(dev)
-    from .. import Classifier
-
-    clf = Classifier(net, bounds=data.bounds, **normalization(net, data.mean, data.std),
-                     input_shape=tuple(data.x.shape[1:]))
+    net = load_model_spec(resolve_model_spec(model), unsafe=unsafe_pickle)
+    clf = data_classifier(net, data, dev)
     res = run_benchmark(clf, data, threat_model, radius, n_samples=n or None, seed=seed, batch_size=batch_size,
                         state_dir=state_dir if state_dir is not None else out.with_suffix(".state"), resume=resume,
                         overwrite=overwrite, progress=progress)

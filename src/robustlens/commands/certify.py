@@ -23,6 +23,7 @@ from .options import (
     SeedOption,
     SplitOption,
     UnsafePickleOption,
+    data_classifier,
     load_data,
     load_model_spec,
     resolve_model_spec,
@@ -56,10 +57,8 @@ def certify(
     device: DeviceOption = "auto",
 ) -> None:
     """Certify L2 robustness by randomized smoothing (Cohen et al., 2019) and print certified accuracy by radius."""
-    from .. import Classifier
     from ..certify import Smoothed, certify_dataset
     from ..results import check_result_path
-    from ..zoo.adapters import normalization
 
     dev = resolve_device(device)
     check_result_path(out)
@@ -67,7 +66,7 @@ def certify(
     data = take_limit(load_data(dataset, split, root=root, download=download), limit)
     net = load_model_spec(spec, unsafe=unsafe_pickle)
     x, y = data.x, data.y
-    clf = Classifier(net.to(dev), bounds=data.bounds, **normalization(net, data.mean, data.std))
+    clf = data_classifier(net, data, dev)
     result = certify_dataset(
         Smoothed(clf, sigma), (x, y), n0=n0, n=n, alpha=alpha, batch_size=batch_size,
         data_batch_size=data_batch_size, seed=seed, state_dir=None if state_dir is None else str(state_dir),

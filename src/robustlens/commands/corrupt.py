@@ -24,6 +24,7 @@ from .options import (
     SeedOption,
     SplitOption,
     UnsafePickleOption,
+    data_classifier,
     load_data,
     load_model_spec,
     resolve_model_spec,
@@ -87,15 +88,12 @@ def corrupt(
     spec = None if model is None and arch is None and model_file is None else resolve_model_spec(model, arch,
                                                                                                    model_file)
     if spec is not None:
-        from .. import Classifier
         from ..results import check_result_path
         from ..shift import corruption_robustness
-        from ..zoo.adapters import normalization
 
         check_result_path(out)
         net = load_model_spec(spec, unsafe=unsafe_pickle)
-        clf = Classifier(net.to(dev), bounds=data.bounds, batch_size=batch_size,
-                         **normalization(net, data.mean, data.std))
+        clf = data_classifier(net, data, dev, batch_size=batch_size)
         r = corruption_robustness(clf, data.x.to(dev), data.y.to(dev), corruptions=names, severities=sev,
                                   params=params, seed=seed, batch_size=batch_size, progress=progress)
         typer.echo(f"clean accuracy {r.clean_accuracy:.3f} on {r.n} images ({r.params} severities)")

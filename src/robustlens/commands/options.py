@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,6 +27,7 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from torch import nn
 
+    from .. import Classifier
     from ..data import ImageData
 
 #: The data set every command uses when ``--data`` is not given.
@@ -190,6 +191,16 @@ def check_limit(limit: int, option: str = "--limit") -> int:
     return limit
 
 
+def data_classifier(net: nn.Module, data: ImageData, device: Any = "cpu", **options: Any) -> Classifier:
+    """``net`` on ``device`` wrapped for ``data``: its bounds and input shape, and the data set's normalisation
+    unless the model carries its own (:func:`robustlens.zoo.adapters.normalization`)."""
+    from .. import Classifier
+    from ..zoo.adapters import normalization
+
+    options.setdefault("input_shape", tuple(data.x.shape[1:]))
+    return Classifier(net.to(device), bounds=data.bounds, **normalization(net, data.mean, data.std), **options)
+
+
 def take_limit(data: ImageData, limit: int, option: str = "--limit") -> ImageData:
     """The ``--limit`` subset of ``data``: stratified (every class in proportion; the choice is recorded in
     ``selection``), the whole set for 0 or a limit above its size."""
@@ -217,5 +228,6 @@ def check_eps_range(eps: float | None, bounds: tuple[float, float], p: float | N
 __all__ = ["ArchOption", "DEFAULT_DATA", "DataOption", "DataRootOption", "DeviceOption", "DownloadOption",
            "ERROR_PREFIX", "EpsOption", "LimitOption", "MODEL_FORMS", "ModelFileOption", "ModelOption",
            "OverwriteOption", "ProgressOption", "ResumeOption", "SeedOption", "SplitOption", "StateDirOption",
-           "UnsafePickleOption", "check_eps_range", "check_limit", "cli_message", "load_data", "load_model_spec",
-           "model_name", "model_names", "resolve_model_spec", "split_model_spec", "take_limit", "warn"]
+           "UnsafePickleOption", "check_eps_range", "check_limit", "cli_message", "data_classifier", "load_data",
+           "load_model_spec", "model_name", "model_names", "resolve_model_spec", "split_model_spec", "take_limit",
+           "warn"]

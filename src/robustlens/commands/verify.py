@@ -21,6 +21,7 @@ from .options import (
     SeedOption,
     SplitOption,
     UnsafePickleOption,
+    data_classifier,
     load_data,
     load_model_spec,
     resolve_model_spec,
@@ -57,10 +58,8 @@ def verify(
 
         robustlens verify --model runs/mlp.safetensors --data mnist --eps 0.02,0.05 --method alpha-crown
     """
-    from .. import Classifier
     from ..certify import verify as run_verify
     from ..results import check_result_path
-    from ..zoo.adapters import normalization
 
     dev = resolve_device(device)
     check_result_path(out)
@@ -68,7 +67,7 @@ def verify(
     spec = resolve_model_spec(model, arch, model_file)
     data = take_limit(load_data(dataset, split, root=root, download=download), limit)
     net = load_model_spec(spec, unsafe=unsafe_pickle)
-    clf = Classifier(net.to(dev), bounds=data.bounds, **normalization(net, data.mean, data.std))
+    clf = data_classifier(net, data, dev)
     result = run_verify(clf, data.x, data.y, radii, norm, method, attack=attack, steps=steps, seed=seed)
     result.settings.update({"dataset": dataset, "split": split, "limit": limit})
     written = result.save(out)
